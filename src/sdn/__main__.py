@@ -1,0 +1,3 @@
+from sdn.cli import main
+
+raise SystemExit(main())

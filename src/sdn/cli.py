@@ -1,0 +1,115 @@
+"""The `sdn` command: a thin layer over sdn.demo, sdn.training and sdn.sampling."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from sdn.errors import UserError
+
+
+def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
+    g = p.add_argument_group("model and training (see sdn.training.training_loop)")
+    g.add_argument("--teacher", default="efficientnet-lite0" if demo else "vgg19", help="teacher network: vgg19 (the paper's), vgg16, efficientnet-lite0")
+    g.add_argument("--teacher-weights", metavar="PATH", help="local teacher state dict (torchvision layout for VGG)")
+    g.add_argument("--teacher-init", default="pretrained", choices=["pretrained", "random"], help="random: for tests only")
+    g.add_argument("--teacher-pooling", default="avg", choices=["avg", "max"], help="VGG pooling (the authors used avg)")
+    g.add_argument("--scheme", default="sdn", help="image | stage1 | stage2 | joint | sdn | diverse (paper Table 3)")
+    g.add_argument("--n-outputs", type=int, help="images per caption (diverse synthesis); default 3 for --scheme diverse, else 1")
+    g.add_argument("--stage1-epochs", type=int, default=25 if demo else 100)
+    g.add_argument("--stage2-epochs", type=int, default=6 if demo else 100)
+    g.add_argument("--batch-size", type=int, default=12)
+    g.add_argument("--lr", type=float, default=1e-4)
+    g.add_argument("--fc-dim", type=int, default=1024 if demo else 4096, help="width of g-fc8 and g-fc7")
+    g.add_argument("--tap-weights", default="inverse-mean" if demo else "equal", choices=["equal", "inverse-mean"])
+    g.add_argument("--pixel-weight", type=float, default=1.0)
+    g.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    g.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    g.add_argument("--size", type=int, default=64, help="image resolution, a multiple of 32")
+    g.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def _training_kwargs(a) -> dict:
+    return dict(
+        teacher=a.teacher, teacher_weights=a.teacher_weights, teacher_init=a.teacher_init, teacher_pooling=a.teacher_pooling,
+        scheme=a.scheme, n_outputs=a.n_outputs, stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs,
+        batch_size=a.batch_size, lr=a.lr, fc_dim=a.fc_dim, tap_weights=a.tap_weights, pixel_weight=a.pixel_weight,
+        precision=a.precision, channels_last=a.channels_last, device=a.device, progress=a.progress,
+    )
+
+
+def cmd_demo(a) -> None:
+    from sdn.demo import run_demo
+    from sdn.teachers import check_resolution
+
+    check_resolution(a.size)
+    report = run_demo(a.out, resolution=a.size, seed=a.seed, **_training_kwargs(a))
+    print(f"colour accuracy on unseen colour-shape pairs: {report['colour_accuracy_test_unseen_pairs']:.1%} "
+          f"(train pairs {report['colour_accuracy_train']:.1%}); wall time {report['wall_seconds']:.0f} s")
+    print(f"wrote {a.out}/samples.png, loss.png, metrics.json, checkpoint-latest.pt")
+
+
+def cmd_train(a) -> None:
+    from sdn.demo_data import make_demo_data
+    from sdn.teachers import check_resolution
+    from sdn.training import training_loop
+
+    if a.data != "demo":
+        raise UserError(f"unknown --data {a.data!r}: only the built-in 'demo' data is supported so far")
+    check_resolution(a.size)
+    data = make_demo_data(a.size, a.seed)
+    path = training_loop(data, a.out, seed=a.seed, resume=a.resume, **_training_kwargs(a))
+    print(f"wrote {path}")
+
+
+def cmd_sample(a) -> None:
+    from sdn.sampling import sample_to_file
+
+    sample_to_file(a.checkpoint, a.text, a.out, a.n, a.device)
+    print(f"wrote {a.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sdn", description="Symmetrical Distillation Networks for text-to-image synthesis.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="train on built-in coloured-shape data and draw unseen captions (about 10 minutes on 2 CPU cores)")
+    p.add_argument("--out", default="runs/demo", help="output folder")
+    _add_training_args(p, demo=True)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train a generator")
+    p.add_argument("--data", default="demo", help="'demo' (built-in data)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, stats.jsonl)")
+    p.add_argument("--resume", metavar="CHECKPOINT", help="checkpoint file or run folder to continue from")
+    _add_training_args(p, demo=False)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="draw images for captions you type")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    p.add_argument("--text", action="append", required=True, help="a caption (repeat for several)")
+    p.add_argument("-n", type=int, default=None, help="images per caption (at most the model's outputs; default all)")
+    p.add_argument("--out", required=True, help="image file for the grid (.png or .jpg)")
+    p.add_argument("--device", help="cpu, cuda ... (default: cuda when available)")
+    p.set_defaults(func=cmd_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.formatwarning = lambda msg, cat, *_: f"sdn: warning: {msg}\n"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        args.func(args)
+    except UserError as e:
+        print(f"sdn: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sdn: interrupted; the last completed epoch's checkpoint is kept", file=sys.stderr)
+        return 130
+    return 0

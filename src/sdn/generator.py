@@ -1,0 +1,103 @@
+"""The generator G (the paper's target model): the teacher's mirror image, derived from its taps.
+
+Fully connected layers (g-fc8, g-fc7, g-fc6) map the caption embedding to the deepest tap's shape.
+Then, walking the taps from deep to shallow, each step up-samples ("image resize") where the stride
+halves and applies a 3x3 convolution + ReLU where the channel count must change or the stride does
+not. The last step produces the image (3n channels, no ReLU). Every step's output has the shape of
+the teacher tap it is paired with, so Stage I can compare them one to one.
+
+For VGG19 at 224 px this is the paper's G: g-fc8/7/6 -> 512x7x7, then 16 convolutions in 5
+up-sampling groups (4, 4, 4, 2, 2), the last one linear to RGB.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sdn.teachers import Tap, check_resolution
+
+
+class GeneratorStep(nn.Module):
+    """One mirrored step: optional nearest-neighbour up-sampling, optional 3x3 conv (+ ReLU)."""
+
+    def __init__(self, in_channels: int, out_channels: int, upsample: int, conv: bool, relu: bool):
+        super().__init__()
+        self.upsample = upsample
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1) if conv else None
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (output fed to the next step, pre-activation value)."""
+        if self.upsample > 1:
+            x = F.interpolate(x, scale_factor=self.upsample, mode="nearest")
+        if self.conv is not None:
+            x = self.conv(x)
+        pre = x
+        return (F.relu(x) if self.relu else x), pre
+
+
+class Generator(nn.Module):
+    """G: caption embedding -> (images (B, n, 3, H, W), activations paired with the teacher's taps).
+
+    taps: the teacher's taps, shallow to deep.
+    resolution: output size in pixels (a multiple of 32).
+    text_dim: caption-embedding dimension (any).
+    fc_dim: width of g-fc8 and g-fc7 (4096 as in VGG19's fc7/fc6).
+    n_outputs: images per caption; > 1 is the paper's diverse synthesis (3n output channels).
+    """
+
+    def __init__(self, taps: tuple[Tap, ...], resolution: int, text_dim: int, fc_dim: int = 4096, n_outputs: int = 1):
+        super().__init__()
+        check_resolution(resolution)
+        self.taps, self.resolution, self.n_outputs = tuple(taps), resolution, n_outputs
+        deepest = taps[-1]
+        self.top_shape = (deepest.channels, resolution // deepest.stride, resolution // deepest.stride)
+        # Caption embeddings of similar sentences are close; standardising each dimension with the
+        # training set's statistics (set by `set_text_statistics`) helps G tell them apart.
+        self.register_buffer("text_mean", torch.zeros(text_dim))
+        self.register_buffer("text_std", torch.ones(text_dim))
+        self.fc = nn.Sequential(
+            nn.Linear(text_dim, fc_dim), nn.ReLU(),  # g-fc8
+            nn.Linear(fc_dim, fc_dim), nn.ReLU(),  # g-fc7
+            nn.Linear(fc_dim, deepest.channels * self.top_shape[1] * self.top_shape[2]),  # g-fc6
+        )
+        # Walk deep -> shallow; the image (3n channels, stride 1) is the final "tap".
+        targets = list(reversed(taps[:-1])) + [Tap("image", 3 * n_outputs, 1, signed=True)]
+        steps, prev = [], deepest
+        for tap in targets:
+            up = prev.stride // tap.stride
+            conv = up == 1 or tap.channels != prev.channels
+            steps.append(GeneratorStep(prev.channels, tap.channels, up, conv, relu=tap.name != "image"))
+            prev = tap
+        self.steps = nn.ModuleList(steps)
+        self._pairs_pre = [t.signed for t in targets[:-1]]
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # He init: with PyTorch's default, this 19-layer plain ReLU net collapses to one mean image.
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        last = self.steps[-1].conv
+        nn.init.kaiming_normal_(last.weight, nonlinearity="linear")
+        nn.init.constant_(last.bias, 0.5)  # start from mid-grey, the middle of the [0, 1] image range
+
+    @torch.no_grad()
+    def set_text_statistics(self, embeddings: torch.Tensor) -> None:
+        self.text_mean.copy_(embeddings.mean(0))
+        self.text_std.copy_(embeddings.std(0).clamp_min(1e-6))
+
+    def forward(self, text: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        x = (text - self.text_mean) / self.text_std
+        pre = self.fc(x).view(-1, *self.top_shape)
+        x = F.relu(pre)
+        acts = [pre if self.taps[-1].signed else x]  # paired with the deepest tap
+        for step, pair_pre in zip(self.steps[:-1], self._pairs_pre):
+            x, pre = step(x)
+            acts.append(pre if pair_pre else x)
+        image, _ = self.steps[-1](x)
+        images = image.unflatten(1, (self.n_outputs, 3))
+        return images, acts[::-1]  # activations shallow -> deep, aligned with the teacher's taps

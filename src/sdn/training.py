@@ -1,0 +1,212 @@
+"""The one SDN training loop: every scheme of the paper's Table 3, checkpoints every epoch, resume."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from sdn.checkpoint import atomic_save, check_compatible, load_checkpoint
+from sdn.data import CaptionedImages
+from sdn.errors import UserError
+from sdn.generator import Generator
+from sdn.losses import ImageLoss, Stage1Loss, Stage2Loss
+from sdn.teachers import Teacher, build_teacher
+from sdn.text import TextEncoder, build_text_encoder, encode_unique
+
+# scheme -> (loss of the first `stage1_epochs`, loss of the remaining `stage2_epochs`)
+SCHEMES = {
+    "image": ("image", "image"),  # image-space loss only
+    "stage1": ("stage1", "stage1"),  # Stage-I loss only
+    "stage2": ("stage2", "stage2"),  # Stage-II loss only
+    "joint": ("joint", "joint"),  # Stage-I & Stage-II losses together
+    "sdn": ("stage1", "stage2"),  # the paper's two-stage SDN
+    "diverse": ("stage1", "stage2"),  # two-stage SDN with n outputs and min-over-outputs losses
+}
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def inverse_mean_tap_weights(teacher: Teacher, images: torch.Tensor, device, precision: str, batch_size: int = 32) -> torch.Tensor:
+    """CRN-style balance: each tap's weight is 1 / (mean |activation| on real images), then the
+    weights are scaled to sum to 1, so the tap terms together are a mean relative error."""
+    sums = torch.zeros(len(teacher.taps))
+    for i in range(0, len(images), batch_size):
+        real = images[i : i + batch_size].to(device).float() / 255
+        with autocast(device, precision):
+            feats = teacher(real)
+        sums += torch.tensor([f.float().abs().mean().item() * len(real) for f in feats])
+    weights = 1 / (sums / len(images)).clamp_min(1e-8)
+    return weights / weights.sum()
+
+
+def encode_captions(encoder: TextEncoder, captions: list[list[str]]) -> torch.Tensor:
+    """(N, captions per image, dim) embeddings, each distinct caption encoded once."""
+    per_image = {len(c) for c in captions}
+    if len(per_image) != 1:
+        raise UserError(f"every image needs the same number of captions, found {sorted(per_image)}")
+    flat = encode_unique(encoder, [c for caps in captions for c in caps])
+    return flat.view(len(captions), per_image.pop(), -1)
+
+
+def training_loop(
+    data: CaptionedImages,
+    run_dir: str | Path,
+    teacher: str = "vgg19",  # teacher network (a key of sdn.teachers.TEACHERS)
+    teacher_weights: str | None = None,  # local state-dict file; None = the default pretrained weights
+    teacher_init: str = "pretrained",  # "random" is for tests only
+    teacher_pooling: str = "avg",  # VGG pooling: "avg" (the authors') or "max"
+    text_encoder: str = "all-minilm-l6-v2",  # caption encoder (a key of sdn.text.TEXT_ENCODERS)
+    scheme: str = "sdn",  # a key of SCHEMES (the paper's Table 3)
+    n_outputs: int | None = None,  # images per caption; None = 3 for "diverse", else 1
+    stage1_epochs: int = 100,  # epochs with the first loss of the scheme (paper: 100)
+    stage2_epochs: int = 100,  # epochs with the second loss of the scheme (paper: 100)
+    batch_size: int = 12,  # images per step (paper: 12)
+    lr: float = 1e-4,  # Adam learning rate (paper: 1e-4)
+    fc_dim: int = 4096,  # width of g-fc8 and g-fc7
+    tap_weights: str = "equal",  # "equal" (paper: unweighted sum) or "inverse-mean" (CRN-style balance)
+    pixel_weight: float = 1.0,  # weight of the image-space L1 term
+    diverse_mean_weight: float = 0.001,  # CRN's small share of the mean over the n outputs
+    precision: str = "bf16",  # "bf16" autocast (AMX on CPU, tensor cores on CUDA) or "fp32"
+    channels_last: bool = True,  # NHWC memory format for the convolutions
+    seed: int = 0,  # initialisation, data order and caption choice
+    resume: str | Path | None = None,  # checkpoint file or run folder to continue from
+    device: str | None = None,  # "cpu", "cuda", ...; None = CUDA when available
+    progress: bool = True,  # show a progress bar
+    text_encoder_instance: TextEncoder | None = None,  # an already-built encoder, to reuse
+) -> Path:
+    """Train a generator on `data`'s train split; returns the path of the last checkpoint."""
+    if scheme not in SCHEMES:
+        raise UserError(f"unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
+    if tap_weights not in ("equal", "inverse-mean"):
+        raise UserError(f"tap weights must be 'equal' or 'inverse-mean', not {tap_weights!r}")
+    if precision not in ("bf16", "fp32"):
+        raise UserError(f"precision must be 'bf16' or 'fp32', not {precision!r}")
+    n_outputs = n_outputs or (3 if scheme == "diverse" else 1)
+    if scheme == "diverse" and n_outputs < 2:
+        raise UserError("the diverse scheme needs --n-outputs of 2 or more")
+    if batch_size < 1 or stage1_epochs < 0 or stage2_epochs < 0 or stage1_epochs + stage2_epochs < 1:
+        raise UserError("batch size must be >= 1 and the epochs must add up to at least 1")
+    run_dir = Path(run_dir)
+    _ensure_writable(run_dir)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    train = data.subset("train")
+    if len(train) == 0:
+        raise UserError("the data has no training images")
+    torch.manual_seed(seed)
+
+    encoder = text_encoder_instance or build_text_encoder(text_encoder)
+    config = dict(
+        teacher=teacher, teacher_pooling=teacher_pooling, teacher_init=teacher_init, resolution=data.resolution,
+        text_encoder=encoder.name, text_dim=encoder.dim, fc_dim=fc_dim, n_outputs=n_outputs, scheme=scheme,
+        stage1_epochs=stage1_epochs, stage2_epochs=stage2_epochs, batch_size=batch_size, lr=lr,
+        tap_weights=tap_weights, pixel_weight=pixel_weight, diverse_mean_weight=diverse_mean_weight,
+        precision=precision, channels_last=channels_last, seed=seed,
+    )
+    ckpt = None
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        check_compatible(ckpt["config"], config, "this run")
+
+    teacher_net = build_teacher(teacher, teacher_weights, teacher_init, teacher_pooling, data.resolution).to(dev)
+    generator = Generator(teacher_net.taps, data.resolution, encoder.dim, fc_dim, n_outputs).to(dev)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    teacher_net.to(memory_format=memory_format)
+    generator.to(memory_format=memory_format)
+    embeddings = encode_captions(encoder, train.captions)
+    optimizer = torch.optim.Adam(generator.parameters(), lr=lr, foreach=True)
+
+    if ckpt is not None:
+        generator.load_state_dict(ckpt["generator"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        weights = ckpt["tap_weights"]
+        start_epoch, step, history = ckpt["epoch"] + 1, ckpt["step"], ckpt.get("history", [])
+    else:
+        generator.set_text_statistics(embeddings.flatten(0, 1).to(dev))
+        if tap_weights == "inverse-mean":
+            weights = inverse_mean_tap_weights(teacher_net, train.images, dev, precision)
+        else:
+            weights = torch.ones(len(teacher_net.taps))
+        start_epoch, step, history = 0, 0, []
+
+    losses = {
+        "image": ImageLoss(weights, pixel_weight, diverse_mean_weight),
+        "stage1": Stage1Loss(weights, pixel_weight, diverse_mean_weight),
+        "stage2": Stage2Loss(weights, pixel_weight, diverse_mean_weight),
+    }
+    losses["joint"] = lambda **kw: losses["stage1"](**kw) + losses["stage2"](**kw)
+
+    total_epochs = stage1_epochs + stage2_epochs
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    stats_path = run_dir / "stats.jsonl"
+    bar = tqdm(total=total_epochs * steps_per_epoch, initial=step, disable=not progress, desc=f"train {scheme}", unit="step", dynamic_ncols=True)
+    last = None
+    for epoch in range(start_epoch, total_epochs):
+        stage = SCHEMES[scheme][0] if epoch < stage1_epochs else SCHEMES[scheme][1]
+        order_rng = torch.Generator().manual_seed(seed * 100003 + epoch)  # data order fixed by (seed, epoch)
+        order = torch.randperm(len(train), generator=order_rng)
+        caption_pick = torch.randint(embeddings.shape[1], (len(train),), generator=order_rng)
+        epoch_start, sums = time.perf_counter(), []
+        for i in range(0, len(train), batch_size):
+            idx = order[i : i + batch_size]
+            real = (train.images[idx].to(dev, non_blocking=True).float() / 255).contiguous(memory_format=memory_format)
+            text = embeddings[idx, caption_pick[idx]].to(dev, non_blocking=True)
+            loss = train_step(generator, teacher_net, losses[stage], stage, real, text, optimizer, dev, precision)
+            step += 1
+            sums.append(loss)
+            history.append((step, stage, loss))
+            bar.update(1)
+            bar.set_postfix(stage=stage, loss=f"{loss:.4f}", refresh=False)
+        seconds = time.perf_counter() - epoch_start
+        record = {"epoch": epoch, "step": step, "stage": stage, "loss": sum(sums) / len(sums), "images_per_s": len(train) / seconds, "lr": lr}
+        with open(stats_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        last = _save(run_dir, generator, optimizer, weights, config, epoch, step, history)
+    bar.close()
+    return last or run_dir / "checkpoint-latest.pt"
+
+
+def train_step(generator, teacher, loss_fn, stage, real, text, optimizer, dev, precision) -> float:
+    with autocast(dev, precision):
+        images, acts = generator(text)
+        real_feats = fake_feats = None
+        if stage != "image":
+            with torch.no_grad():  # one teacher pass on the real images, shared by every term
+                real_feats = teacher(real)
+        if stage in ("stage2", "joint"):
+            fake_feats = teacher(images.flatten(0, 1))
+    loss = loss_fn(real=real, images=images, real_feats=real_feats, fake_feats=fake_feats, generator_acts=acts)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def _save(run_dir, generator, optimizer, weights, config, epoch, step, history) -> Path:
+    state = {
+        "config": config, "generator": generator.state_dict(), "optimizer": optimizer.state_dict(),
+        "tap_weights": weights, "epoch": epoch, "step": step, "history": history,
+    }
+    path = run_dir / "checkpoint-latest.pt"
+    atomic_save(state, path)
+    return path
+
+
+def _ensure_writable(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write to output folder {run_dir}: {e.strerror or e}") from None
