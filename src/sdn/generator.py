@@ -46,12 +46,19 @@ class Generator(nn.Module):
     text_dim: caption-embedding dimension (any).
     fc_dim: width of g-fc8 and g-fc7 (4096 as in VGG19's fc7/fc6).
     n_outputs: images per caption; > 1 is the paper's diverse synthesis (3n output channels).
+    pair_preactivation: pair each layer's value *before* its ReLU with the teacher's tap (default),
+        rather than after it as the authors did. Matching post-ReLU values with L1 drives units whose
+        target is zero into ReLU's flat side, where they never get gradient again; with sparse deep
+        taps (EfficientNet's head, VGG's pool5) that killed the layer every caption passes through
+        and the generator drew one mean image for all captions. Pre-activations keep them alive.
     """
 
-    def __init__(self, taps: tuple[Tap, ...], resolution: int, text_dim: int, fc_dim: int = 4096, n_outputs: int = 1):
+    def __init__(self, taps: tuple[Tap, ...], resolution: int, text_dim: int, fc_dim: int = 4096, n_outputs: int = 1,
+                 pair_preactivation: bool = True):
         super().__init__()
         check_resolution(resolution)
         self.taps, self.resolution, self.n_outputs = tuple(taps), resolution, n_outputs
+        self.pair_preactivation = pair_preactivation
         deepest = taps[-1]
         self.top_shape = (deepest.channels, resolution // deepest.stride, resolution // deepest.stride)
         # Caption embeddings of similar sentences are close; standardising each dimension with the
@@ -64,7 +71,7 @@ class Generator(nn.Module):
             nn.Linear(fc_dim, deepest.channels * self.top_shape[1] * self.top_shape[2]),  # g-fc6
         )
         # Walk deep -> shallow; the image (3n channels, stride 1) is the final "tap".
-        targets = list(reversed(taps[:-1])) + [Tap("image", 3 * n_outputs, 1, signed=True)]
+        targets = list(reversed(taps[:-1])) + [Tap("image", 3 * n_outputs, 1)]
         steps, prev = [], deepest
         for tap in targets:
             up = prev.stride // tap.stride
@@ -72,7 +79,6 @@ class Generator(nn.Module):
             steps.append(GeneratorStep(prev.channels, tap.channels, up, conv, relu=tap.name != "image"))
             prev = tap
         self.steps = nn.ModuleList(steps)
-        self._pairs_pre = [t.signed for t in targets[:-1]]
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -94,10 +100,10 @@ class Generator(nn.Module):
         x = (text - self.text_mean) / self.text_std
         pre = self.fc(x).view(-1, *self.top_shape)
         x = F.relu(pre)
-        acts = [pre if self.taps[-1].signed else x]  # paired with the deepest tap
-        for step, pair_pre in zip(self.steps[:-1], self._pairs_pre):
+        acts = [pre if self.pair_preactivation else x]  # paired with the deepest tap
+        for step in self.steps[:-1]:
             x, pre = step(x)
-            acts.append(pre if pair_pre else x)
+            acts.append(pre if self.pair_preactivation else x)
         image, _ = self.steps[-1](x)
         images = image.unflatten(1, (self.n_outputs, 3))
         return images, acts[::-1]  # activations shallow -> deep, aligned with the teacher's taps

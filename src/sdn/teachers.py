@@ -25,14 +25,11 @@ class Tap:
     name: the layer's name (`conv3_2`, `pool4`, `block14`...).
     channels: its channel count.
     stride: how many input pixels one of its positions spans (1, 2, 4, ... 32).
-    signed: True where the activation can be negative (e.g. EfficientNet's linear block outputs);
-        the generator then pairs its pre-ReLU value with it instead of its post-ReLU value.
     """
 
     name: str
     channels: int
     stride: int
-    signed: bool = False
 
 
 class Teacher(nn.Module):
@@ -136,13 +133,13 @@ def _build_vgg(arch: str, groups: tuple[int, ...]):
 EFFICIENTNET_LITE0_BLOCKS = (0, 2, 4, 7, 10, 14, 15)  # last block of each stride/width group
 EFFICIENTNET_LITE0_TAPS = (
     Tap("stem", 32, 2),
-    Tap("block0", 16, 2, signed=True),
-    Tap("block2", 24, 4, signed=True),
-    Tap("block4", 40, 8, signed=True),
-    Tap("block7", 80, 16, signed=True),
-    Tap("block10", 112, 16, signed=True),
-    Tap("block14", 192, 32, signed=True),
-    Tap("block15", 320, 32, signed=True),
+    Tap("block0", 16, 2),
+    Tap("block2", 24, 4),
+    Tap("block4", 40, 8),
+    Tap("block7", 80, 16),
+    Tap("block10", 112, 16),
+    Tap("block14", 192, 32),
+    Tap("block15", 320, 32),
     Tap("head", 1280, 32),
 )
 

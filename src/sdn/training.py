@@ -74,6 +74,7 @@ def training_loop(
     batch_size: int = 12,  # images per step (paper: 12)
     lr: float = 1e-4,  # Adam learning rate (paper: 1e-4)
     fc_dim: int = 4096,  # width of g-fc8 and g-fc7
+    pair_preactivation: bool = True,  # Stage I pairs G's pre-ReLU values with the taps (see Generator)
     tap_weights: str = "equal",  # "equal" (paper: unweighted sum) or "inverse-mean" (CRN-style balance)
     pixel_weight: float = 1.0,  # weight of the image-space L1 term
     diverse_mean_weight: float = 0.001,  # CRN's small share of the mean over the n outputs
@@ -109,6 +110,7 @@ def training_loop(
     config = dict(
         teacher=teacher, teacher_pooling=teacher_pooling, teacher_init=teacher_init, resolution=data.resolution,
         text_encoder=encoder.name, text_dim=encoder.dim, fc_dim=fc_dim, n_outputs=n_outputs, scheme=scheme,
+        pair_preactivation=pair_preactivation,
         stage1_epochs=stage1_epochs, stage2_epochs=stage2_epochs, batch_size=batch_size, lr=lr,
         tap_weights=tap_weights, pixel_weight=pixel_weight, diverse_mean_weight=diverse_mean_weight,
         precision=precision, channels_last=channels_last, seed=seed,
@@ -119,7 +121,7 @@ def training_loop(
         check_compatible(ckpt["config"], config, "this run")
 
     teacher_net = build_teacher(teacher, teacher_weights, teacher_init, teacher_pooling, data.resolution).to(dev)
-    generator = Generator(teacher_net.taps, data.resolution, encoder.dim, fc_dim, n_outputs).to(dev)
+    generator = Generator(teacher_net.taps, data.resolution, encoder.dim, fc_dim, n_outputs, pair_preactivation).to(dev)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     teacher_net.to(memory_format=memory_format)
     generator.to(memory_format=memory_format)

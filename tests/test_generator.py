@@ -1,0 +1,66 @@
+import pytest
+import torch
+from torch import nn
+
+from sdn.errors import UserError
+from sdn.generator import Generator
+from sdn.teachers import build_teacher, teacher_taps
+
+
+def test_vgg19_generator_is_the_papers_G():
+    with torch.device("meta"):
+        g = Generator(teacher_taps("vgg19"), 224, text_dim=1024, fc_dim=4096)
+    linears = [m for m in g.modules() if isinstance(m, nn.Linear)]
+    assert [(l.in_features, l.out_features) for l in linears] == [(1024, 4096), (4096, 4096), (4096, 512 * 7 * 7)]
+    convs_per_group, group = [], 0
+    for step in g.steps:
+        if step.upsample > 1:
+            assert step.upsample == 2
+            convs_per_group.append(0)
+        if step.conv is not None:
+            convs_per_group[-1] += 1
+    assert convs_per_group == [4, 4, 4, 2, 2]  # 16 convolutions in 5 up-sampling groups
+    assert g.steps[-1].conv.out_channels == 3 and not g.steps[-1].relu  # linear conv to RGB
+    # Hand count: g-fc8, g-fc7, g-fc6, then VGG19's 16 conv kernels mirrored (in <-> out), whose
+    # biases are VGG's *input* channel counts.
+    fc = (1024 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 25088 + 25088)
+    kernels = 9 * (3 * 64 + 64 * 64 + 64 * 128 + 128 * 128 + 128 * 256 + 3 * 256 * 256 + 256 * 512 + 7 * 512 * 512)
+    biases = 3 + 64 + 64 + 128 + 128 + 3 * 256 + 256 + 3 * 512 + 4 * 512
+    assert sum(p.numel() for p in g.parameters()) == fc + kernels + biases == 143_789_123
+
+
+@pytest.mark.parametrize("teacher", ["vgg19", "efficientnet-lite0"])
+@pytest.mark.parametrize("resolution", [64, 128, 224])
+def test_every_generator_activation_matches_its_teacher_tap(teacher, resolution):
+    t = build_teacher(teacher, init="random", resolution=resolution)
+    g = Generator(t.taps, resolution, text_dim=7, fc_dim=32, n_outputs=2)
+    with torch.no_grad():
+        images, acts = g(torch.randn(1, 7))
+        feats = t(torch.rand(1, 3, resolution, resolution))
+    assert images.shape == (1, 2, 3, resolution, resolution)
+    assert len(acts) == len(feats) == len(t.taps)
+    for tap, a, f in zip(t.taps, acts, feats):
+        expected = (1, tap.channels, resolution // tap.stride, resolution // tap.stride)
+        assert tuple(a.shape) == tuple(f.shape) == expected, tap
+
+
+@pytest.mark.parametrize("resolution", [0, 50, 100, 33])
+def test_resolution_must_be_a_multiple_of_32(resolution):
+    with pytest.raises(UserError, match="multiple of 32"):
+        Generator(teacher_taps("vgg19"), resolution, 8)
+
+
+def test_he_init_keeps_captions_apart_through_19_layers():
+    torch.manual_seed(0)
+    g = Generator(teacher_taps("vgg19"), 64, 16, fc_dim=256)
+    with torch.no_grad():
+        images, _ = g(torch.randn(8, 16))
+    spread = images.std(0).mean().item()
+    assert spread > 0.05, spread  # PyTorch's default init gives nearly one image for all captions
+
+
+def test_text_statistics_standardise_the_input():
+    g = Generator(teacher_taps("efficientnet-lite0"), 64, 4, fc_dim=8)
+    emb = torch.randn(100, 4) * 5 + 3
+    g.set_text_statistics(emb)
+    assert torch.allclose(g.text_mean, emb.mean(0)) and torch.allclose(g.text_std, emb.std(0))

@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from sdn.losses import ImageLoss, Stage1Loss, Stage2Loss, image_loss, l1_per_image
+
+
+def test_image_loss_hand_computed():
+    real = torch.zeros(1, 3, 2, 2)
+    images = torch.zeros(1, 2, 3, 2, 2)
+    images[0, 0, 0, 0, 0] = 1.2  # one element off by 1.2 among 12 -> 0.1
+    images[0, 1] = 0.5  # all off by 0.5
+    assert image_loss(real, images) == pytest.approx(torch.tensor([[0.1, 0.5]]))
+    assert ImageLoss([], pixel_weight=2.0)(real=real, images=images[:, :1]).item() == pytest.approx(0.2)
+
+
+def test_stage1_loss_hand_computed():
+    real = torch.zeros(2, 3, 2, 2)
+    images = torch.full((2, 1, 3, 2, 2), 0.25)  # pixel L1 0.25 per image
+    real_feats = [torch.ones(2, 4, 1, 1), torch.zeros(2, 2, 2, 2)]
+    acts = [torch.zeros(2, 4, 1, 1), torch.full((2, 2, 2, 2), -0.5)]  # tap L1: 1.0 and 0.5
+    loss = Stage1Loss([2.0, 3.0], pixel_weight=1.0)(real=real, images=images, real_feats=real_feats, generator_acts=acts)
+    assert loss.item() == pytest.approx(2.0 * 1.0 + 3.0 * 0.5 + 0.25)
+
+
+def test_stage2_loss_hand_computed():
+    real = torch.zeros(1, 3, 2, 2)
+    images = torch.full((1, 1, 3, 2, 2), 0.5)
+    real_feats = [torch.tensor([1.0, 2.0]).view(1, 2, 1, 1)]
+    fake_feats = [torch.tensor([2.0, 4.0]).view(1, 2, 1, 1)]  # |1| and |2| -> mean 1.5
+    loss = Stage2Loss([0.5], pixel_weight=2.0)(real=real, images=images, real_feats=real_feats, fake_feats=fake_feats)
+    assert loss.item() == pytest.approx(0.5 * 1.5 + 2.0 * 0.5)
+
+
+def test_diverse_stage2_takes_min_per_caption_and_sends_gradient_to_best_output_only():
+    real = torch.zeros(2, 3, 2, 2)
+    # (B=2, n=3): each caption's three outputs are constant images of 0.9, 0.1 and 0.5
+    images = torch.tensor([0.9, 0.1, 0.5]).view(1, 3, 1, 1, 1).expand(2, 3, 3, 2, 2).clone().requires_grad_(True)
+    real_feats = [torch.zeros(2, 1, 1, 1)]
+    fake_feats = [images.flatten(0, 1)[:, :1, :1, :1].detach()]  # tap L1 = the output's value
+    loss = Stage2Loss([1.0], diverse_mean_weight=0.0)(real=real, images=images, real_feats=real_feats, fake_feats=fake_feats)
+    assert loss.item() == pytest.approx(0.1 + 0.1)  # min over outputs of (tap 0.1 + pixel 0.1)
+    loss.backward()
+    grad_per_output = images.grad.abs().flatten(2).sum(2)
+    assert (grad_per_output[:, 1] > 0).all()
+    assert (grad_per_output[:, [0, 2]] == 0).all()
+
+
+def test_diverse_stage1_min_over_pixel_term_and_mean_share():
+    real = torch.zeros(1, 3, 1, 1)
+    images = torch.tensor([0.2, 0.6]).view(1, 2, 1, 1, 1).expand(1, 2, 3, 1, 1).clone().requires_grad_(True)
+    acts, feats = [torch.zeros(1, 1, 1, 1)], [torch.ones(1, 1, 1, 1)]
+    loss = Stage1Loss([1.0], diverse_mean_weight=0.1)(real=real, images=images, real_feats=feats, generator_acts=acts)
+    assert loss.item() == pytest.approx(1.0 + 0.2 + 0.1 * 0.4)
+    loss.backward()
+    g = images.grad.abs().flatten(2).sum(2)[0]
+    assert g[0] > 10 * g[1] > 0  # the best output gets the gradient; the other only the small share
+
+
+def test_l1_is_mean_over_elements_per_image():
+    a, b = torch.zeros(2, 10), torch.cat([torch.ones(1, 10), torch.zeros(1, 10)])
+    assert l1_per_image(a, b).tolist() == [1.0, 0.0]
