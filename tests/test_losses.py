@@ -59,3 +59,15 @@ def test_diverse_stage1_min_over_pixel_term_and_mean_share():
 def test_l1_is_mean_over_elements_per_image():
     a, b = torch.zeros(2, 10), torch.cat([torch.ones(1, 10), torch.zeros(1, 10)])
     assert l1_per_image(a, b).tolist() == [1.0, 0.0]
+
+
+def test_tap_scales_divide_the_teachers_activations():
+    real = torch.zeros(1, 3, 1, 1)
+    images = torch.zeros(1, 1, 3, 1, 1)
+    feats = [torch.full((1, 2, 1, 1), 4.0)]
+    # Stage I: the generator's activation (1.0) is compared with 4 / 2 = 2
+    s1 = Stage1Loss([0.5], tap_scales=[2.0])(real=real, images=images, real_feats=feats, generator_acts=[torch.ones(1, 2, 1, 1)])
+    assert s1.item() == pytest.approx(0.5 * 1.0)
+    # Stage II: both sides are divided: |4 - 8| / 2 = 2
+    s2 = Stage2Loss([0.5], tap_scales=[2.0])(real=real, images=images, real_feats=feats, fake_feats=[torch.full((1, 2, 1, 1), 8.0)])
+    assert s2.item() == pytest.approx(0.5 * 2.0)

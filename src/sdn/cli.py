@@ -17,15 +17,17 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
     g.add_argument("--teacher-weights", metavar="PATH", help="local teacher state dict (torchvision layout for VGG)")
     g.add_argument("--teacher-init", default="pretrained", choices=["pretrained", "random"], help="random: for tests only")
     g.add_argument("--teacher-pooling", default="avg", choices=["avg", "max"], help="VGG pooling (the authors used avg)")
+    g.add_argument("--text-encoder", default="all-minilm-l6-v2", help="caption encoder (all-minilm-l6-v2)")
     g.add_argument("--scheme", default="sdn", help="image | stage1 | stage2 | joint | sdn | diverse (paper Table 3)")
     g.add_argument("--n-outputs", type=int, help="images per caption (diverse synthesis); default 3 for --scheme diverse, else 1")
-    g.add_argument("--stage1-epochs", type=int, default=25 if demo else 100)
-    g.add_argument("--stage2-epochs", type=int, default=6 if demo else 100)
+    g.add_argument("--stage1-epochs", type=int, default=18 if demo else 100)
+    g.add_argument("--stage2-epochs", type=int, default=14 if demo else 100)
     g.add_argument("--batch-size", type=int, default=12)
     g.add_argument("--lr", type=float, default=1e-4)
     g.add_argument("--fc-dim", type=int, default=1024 if demo else 4096, help="width of g-fc8 and g-fc7")
     g.add_argument("--tap-weights", default="inverse-mean" if demo else "equal", choices=["equal", "inverse-mean"])
-    g.add_argument("--pixel-weight", type=float, default=1.0)
+    g.add_argument("--pixel-weight", type=float, default=50.0 if demo else 1.0,
+                   help="weight of the image L1 term (the demo's default keeps the colour signal, which the teacher taps barely carry, from being drowned)")
     g.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     g.add_argument("--seed", type=int, default=0)
@@ -37,7 +39,7 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
 def _training_kwargs(a) -> dict:
     return dict(
         teacher=a.teacher, teacher_weights=a.teacher_weights, teacher_init=a.teacher_init, teacher_pooling=a.teacher_pooling,
-        scheme=a.scheme, n_outputs=a.n_outputs, stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs,
+        text_encoder=a.text_encoder, scheme=a.scheme, n_outputs=a.n_outputs, stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs,
         batch_size=a.batch_size, lr=a.lr, fc_dim=a.fc_dim, tap_weights=a.tap_weights, pixel_weight=a.pixel_weight,
         precision=a.precision, channels_last=a.channels_last, device=a.device, progress=a.progress,
     )

@@ -35,8 +35,14 @@ def run_demo(out: str | Path = "runs/demo", resolution: int = 64, seed: int = 0,
         first_captions = [c[0] for c in part.captions]
         generated = generate(generator, encode_captions(encoder, [[c] for c in first_captions])[:, 0], precision=ckpt["config"]["precision"])
         metrics[split] = METRICS["colour_accuracy"](generated, part)
-        if split == "test":  # one example of each unseen colour-shape pair, several layouts
-            pick = [i for i in range(len(part)) if i % 9 == 0][:12]
+        if split == "test":  # two examples (small, upper left; large, centre) of each unseen pair
+            wanted = {("small", "upper left"), ("large", "center")}
+            pick, seen = [], set()
+            for i, (label, a) in enumerate(zip(part.labels, part.attributes)):
+                key = (label, a["size"], a["position"])
+                if (a["size"], a["position"]) in wanted and key not in seen:
+                    seen.add(key)
+                    pick.append(i)
             captioned_grid(
                 [("real", part.images[pick].float() / 255), ("generated", generated[pick, 0])],
                 [first_captions[i] for i in pick], out / "samples.png",

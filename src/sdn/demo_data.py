@@ -25,19 +25,19 @@ COLOURS = {
     "purple": (140, 50, 185),
 }
 SHAPES = ("circle", "square", "triangle", "diamond")
-SIZES = {"small": 0.13, "large": 0.22}  # half-extent as a fraction of the image side
+SIZES = {"small": 0.15, "large": 0.25}  # half-extent as a fraction of the image side
 SIZE_WORDS = {"small": ("small", "little", "tiny"), "large": ("large", "big", "huge")}
 # (name, x, y, phrasings)
 POSITIONS = (
-    ("upper left", 0.27, 0.27, ("in the upper left", "in the top left corner", "near the top left")),
-    ("top", 0.5, 0.27, ("at the top", "near the top", "in the upper middle")),
-    ("upper right", 0.73, 0.27, ("in the upper right", "in the top right corner", "near the top right")),
-    ("left", 0.27, 0.5, ("on the left", "at the left side", "near the left edge")),
+    ("upper left", 0.29, 0.29, ("in the upper left", "in the top left corner", "near the top left")),
+    ("top", 0.5, 0.29, ("at the top", "near the top", "in the upper middle")),
+    ("upper right", 0.71, 0.29, ("in the upper right", "in the top right corner", "near the top right")),
+    ("left", 0.29, 0.5, ("on the left", "at the left side", "near the left edge")),
     ("center", 0.5, 0.5, ("in the center", "in the middle", "at the centre of the picture")),
-    ("right", 0.73, 0.5, ("on the right", "at the right side", "near the right edge")),
-    ("lower left", 0.27, 0.73, ("in the lower left", "in the bottom left corner", "near the bottom left")),
-    ("bottom", 0.5, 0.73, ("at the bottom", "near the bottom", "in the lower middle")),
-    ("lower right", 0.73, 0.73, ("in the lower right", "in the bottom right corner", "near the bottom right")),
+    ("right", 0.71, 0.5, ("on the right", "at the right side", "near the right edge")),
+    ("lower left", 0.29, 0.71, ("in the lower left", "in the bottom left corner", "near the bottom left")),
+    ("bottom", 0.5, 0.71, ("at the bottom", "near the bottom", "in the lower middle")),
+    ("lower right", 0.71, 0.71, ("in the lower right", "in the bottom right corner", "near the bottom right")),
 )
 TEMPLATES = (
     "a {size} {colour} {shape} {pos}",
@@ -99,8 +99,8 @@ def make_demo_data(resolution: int = 64, seed: int = 0, backgrounds_per_layout: 
                 for pos, x, y, phrasings in POSITIONS:
                     for _ in range(backgrounds_per_layout):
                         # Low-saturation vertical gradients, never mistaken for an object colour.
-                        base = rng.uniform(70, 215)
-                        background = [tuple(base + rng.uniform(-18, 18) + rng.uniform(-10, 10) for _ in range(3)) for _ in range(2)]
+                        base = rng.uniform(80, 200)
+                        background = [tuple(base + rng.uniform(-12, 12) + rng.uniform(-6, 6) for _ in range(3)) for _ in range(2)]
                         shade = tuple(int(np.clip(v + rng.uniform(-15, 15), 0, 255)) for v in rgb)
                         cx, cy = x + rng.uniform(-0.03, 0.03), y + rng.uniform(-0.03, 0.03)
                         img, mask = _draw(shape, shade, cx, cy, r, background, resolution)

@@ -4,7 +4,9 @@ Normalisation: every L1 term is the *mean* absolute difference over one image's 
 (channels x height x width), so a term's size does not depend on the tap's shape or the resolution;
 the paper's ||.||_1 is a plain sum, which only rescales each term. The loss of a batch is the mean
 over its images. Each tap term is multiplied by its weight (`tap_weights`, one per teacher tap,
-default 1 as in the paper) and the pixel term by `pixel_weight`.
+1 each in the paper) and the pixel term by `pixel_weight`. With `tap_scales`, the teacher's
+activations are divided by them first (Stage I: the generator then learns activations of unit scale;
+Stage II: the same as weighting each tap by 1 / its scale).
 
 Diverse synthesis (eqs. 4, 5; multiple choice learning as in CRN): the generator draws n images per
 caption; the image-dependent part of the loss is the minimum over the n images, per caption, so only
@@ -27,10 +29,20 @@ def l1_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class _Weighted:
-    def __init__(self, tap_weights: Sequence[float] | torch.Tensor, pixel_weight: float = 1.0, diverse_mean_weight: float = 0.0):
+    """tap_weights: one weight per tap. tap_scales: one divisor per tap applied to the teacher's
+    activations (None = 1 each), so that each tap is compared in units of its typical size."""
+
+    def __init__(self, tap_weights: Sequence[float] | torch.Tensor, pixel_weight: float = 1.0, diverse_mean_weight: float = 0.0,
+                 tap_scales: Sequence[float] | torch.Tensor | None = None):
         self.tap_weights = torch.as_tensor(tap_weights, dtype=torch.float32)
+        self.tap_scales = None if tap_scales is None else torch.as_tensor(tap_scales, dtype=torch.float32).tolist()
         self.pixel_weight = pixel_weight
         self.diverse_mean_weight = diverse_mean_weight
+
+    def scaled(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        if self.tap_scales is None:
+            return list(feats)
+        return [f.float() / s for f, s in zip(feats, self.tap_scales)]
 
     def taps_per_image(self, targets: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor]) -> torch.Tensor:
         assert len(targets) == len(outputs) == len(self.tap_weights)
@@ -61,7 +73,7 @@ class Stage1Loss(_Weighted):
     """Eq. 1 (eq. 4 when n > 1): teacher taps of the real image vs the generator's own activations."""
 
     def __call__(self, real, images, real_feats, generator_acts, **_) -> torch.Tensor:
-        taps = self.taps_per_image(real_feats, generator_acts)
+        taps = self.taps_per_image(self.scaled(real_feats), generator_acts)
         return (taps + self.min_over_outputs(self.pixel_weight * image_loss(real, images))).mean()
 
 
@@ -73,6 +85,6 @@ class Stage2Loss(_Weighted):
 
     def __call__(self, real, images, real_feats, fake_feats, **_) -> torch.Tensor:
         b, n = images.shape[:2]
-        expanded = [f.repeat_interleave(n, 0) for f in real_feats]
-        taps = self.taps_per_image(expanded, fake_feats).view(b, n)
+        expanded = [f.repeat_interleave(n, 0) for f in self.scaled(real_feats)]
+        taps = self.taps_per_image(expanded, self.scaled(fake_feats)).view(b, n)
         return self.min_over_outputs(taps + self.pixel_weight * image_loss(real, images)).mean()

@@ -37,17 +37,15 @@ def autocast(device: torch.device, precision: str):
 
 
 @torch.no_grad()
-def inverse_mean_tap_weights(teacher: Teacher, images: torch.Tensor, device, precision: str, batch_size: int = 32) -> torch.Tensor:
-    """CRN-style balance: each tap's weight is 1 / (mean |activation| on real images), then the
-    weights are scaled to sum to 1, so the tap terms together are a mean relative error."""
+def tap_mean_activations(teacher: Teacher, images: torch.Tensor, device, precision: str, batch_size: int = 32) -> torch.Tensor:
+    """Each tap's mean |activation| over `images` (uint8)."""
     sums = torch.zeros(len(teacher.taps))
     for i in range(0, len(images), batch_size):
         real = images[i : i + batch_size].to(device).float() / 255
         with autocast(device, precision):
             feats = teacher(real)
         sums += torch.tensor([f.float().abs().mean().item() * len(real) for f in feats])
-    weights = 1 / (sums / len(images)).clamp_min(1e-8)
-    return weights / weights.sum()
+    return (sums / len(images)).clamp_min(1e-6)
 
 
 def encode_captions(encoder: TextEncoder, captions: list[list[str]]) -> torch.Tensor:
@@ -75,7 +73,9 @@ def training_loop(
     lr: float = 1e-4,  # Adam learning rate (paper: 1e-4)
     fc_dim: int = 4096,  # width of g-fc8 and g-fc7
     pair_preactivation: bool = True,  # Stage I pairs G's pre-ReLU values with the taps (see Generator)
-    tap_weights: str = "equal",  # "equal" (paper: unweighted sum) or "inverse-mean" (CRN-style balance)
+    tap_weights: str = "equal",  # "equal": the paper's unweighted sum of raw tap L1s; "inverse-mean":
+    # each tap divided by its mean |activation| on real training images and weighted 1/(number of
+    # taps), so every tap counts alike and the taps together weigh about as much as a relative error
     pixel_weight: float = 1.0,  # weight of the image-space L1 term
     diverse_mean_weight: float = 0.001,  # CRN's small share of the mean over the n outputs
     precision: str = "bf16",  # "bf16" autocast (AMX on CPU, tensor cores on CUDA) or "fp32"
@@ -106,6 +106,7 @@ def training_loop(
         raise UserError("the data has no training images")
     torch.manual_seed(seed)
 
+    teacher_net = build_teacher(teacher, teacher_weights, teacher_init, teacher_pooling, data.resolution).to(dev)
     encoder = text_encoder_instance or build_text_encoder(text_encoder)
     config = dict(
         teacher=teacher, teacher_pooling=teacher_pooling, teacher_init=teacher_init, resolution=data.resolution,
@@ -120,7 +121,6 @@ def training_loop(
         ckpt = load_checkpoint(resume)
         check_compatible(ckpt["config"], config, "this run")
 
-    teacher_net = build_teacher(teacher, teacher_weights, teacher_init, teacher_pooling, data.resolution).to(dev)
     generator = Generator(teacher_net.taps, data.resolution, encoder.dim, fc_dim, n_outputs, pair_preactivation).to(dev)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     teacher_net.to(memory_format=memory_format)
@@ -131,20 +131,23 @@ def training_loop(
     if ckpt is not None:
         generator.load_state_dict(ckpt["generator"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        weights = ckpt["tap_weights"]
+        weights, scales = ckpt["tap_weights"], ckpt["tap_scales"]
         start_epoch, step, history = ckpt["epoch"] + 1, ckpt["step"], ckpt.get("history", [])
     else:
         generator.set_text_statistics(embeddings.flatten(0, 1).to(dev))
         if tap_weights == "inverse-mean":
-            weights = inverse_mean_tap_weights(teacher_net, train.images, dev, precision)
+            # Sample a fixed subset: the scales are typical sizes, not exact statistics.
+            sample = train.images[torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:512]]
+            scales = tap_mean_activations(teacher_net, sample, dev, precision)
+            weights = torch.full((len(teacher_net.taps),), 1 / len(teacher_net.taps))
         else:
-            weights = torch.ones(len(teacher_net.taps))
+            scales, weights = None, torch.ones(len(teacher_net.taps))
         start_epoch, step, history = 0, 0, []
 
     losses = {
-        "image": ImageLoss(weights, pixel_weight, diverse_mean_weight),
-        "stage1": Stage1Loss(weights, pixel_weight, diverse_mean_weight),
-        "stage2": Stage2Loss(weights, pixel_weight, diverse_mean_weight),
+        "image": ImageLoss(weights, pixel_weight, diverse_mean_weight, scales),
+        "stage1": Stage1Loss(weights, pixel_weight, diverse_mean_weight, scales),
+        "stage2": Stage2Loss(weights, pixel_weight, diverse_mean_weight, scales),
     }
     losses["joint"] = lambda **kw: losses["stage1"](**kw) + losses["stage2"](**kw)
 
@@ -173,7 +176,7 @@ def training_loop(
         record = {"epoch": epoch, "step": step, "stage": stage, "loss": sum(sums) / len(sums), "images_per_s": len(train) / seconds, "lr": lr}
         with open(stats_path, "a") as f:
             f.write(json.dumps(record) + "\n")
-        last = _save(run_dir, generator, optimizer, weights, config, epoch, step, history)
+        last = _save(run_dir, generator, optimizer, weights, scales, config, epoch, step, history)
     bar.close()
     return last or run_dir / "checkpoint-latest.pt"
 
@@ -194,10 +197,10 @@ def train_step(generator, teacher, loss_fn, stage, real, text, optimizer, dev, p
     return loss.item()
 
 
-def _save(run_dir, generator, optimizer, weights, config, epoch, step, history) -> Path:
+def _save(run_dir, generator, optimizer, weights, scales, config, epoch, step, history) -> Path:
     state = {
         "config": config, "generator": generator.state_dict(), "optimizer": optimizer.state_dict(),
-        "tap_weights": weights, "epoch": epoch, "step": step, "history": history,
+        "tap_weights": weights, "tap_scales": scales, "epoch": epoch, "step": step, "history": history,
     }
     path = run_dir / "checkpoint-latest.pt"
     atomic_save(state, path)

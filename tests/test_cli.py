@@ -1,0 +1,103 @@
+"""The `sdn` command end to end on a tiny configuration, and every bad input of issue 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sdn.cli import main
+
+TINY = ["--size", "32", "--fc-dim", "32", "--text-encoder", "test-hash", "--no-progress", "--batch-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    from _pytest.monkeypatch import MonkeyPatch
+
+    from conftest import HashEncoder
+    from sdn import text
+
+    mp = MonkeyPatch()
+    mp.setitem(text.TEXT_ENCODERS, HashEncoder.name, HashEncoder)
+    try:
+        assert main(["demo", "--out", str(out), "--stage1-epochs", "1", "--stage2-epochs", "1", *TINY]) == 0
+    finally:
+        mp.undo()
+    return out
+
+
+def test_demo_writes_grid_loss_plot_metrics_and_checkpoint(demo_run):
+    for name in ("samples.png", "loss.png", "metrics.json", "checkpoint-latest.pt", "stats.jsonl"):
+        assert (demo_run / name).stat().st_size > 0, name
+    metrics = json.loads((demo_run / "metrics.json").read_text())
+    assert 0.0 <= metrics["colour_accuracy_test_unseen_pairs"] <= 1.0
+    assert metrics["details"]["test"]["colour_accuracy_of_real_images"] == 1.0
+    assert metrics["test_images"] == 324 and metrics["config"]["teacher"] == "efficientnet-lite0"
+
+
+def test_sample_draws_a_grid_for_typed_captions(demo_run, tmp_path):
+    out = tmp_path / "grid.png"
+    assert main(["sample", "--checkpoint", str(demo_run), "--text", "a big red circle", "--text", "a tiny blue square", "--out", str(out)]) == 0
+    from PIL import Image
+
+    w, h = Image.open(out).size
+    assert (w, h) == (2 + 2 * 34, 2 + 34)  # two 32-px images in a row, 2-px padding
+
+
+def run_cli(*args):
+    """Run `python -m sdn` in a fresh process: returns (exit code, stderr)."""
+    p = subprocess.run([sys.executable, "-m", "sdn", *args], capture_output=True, text=True, timeout=300)
+    return p.returncode, p.stderr
+
+
+def assert_one_clear_line(code, stderr, match):
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
+    lines = [l for l in stderr.strip().splitlines() if not l.startswith("sdn: warning")]
+    assert len(lines) == 1 and lines[0].startswith("sdn: error:") and match in lines[0], stderr
+
+
+def test_sample_bad_inputs_are_one_line_and_destroy_nothing(demo_run, tmp_path):
+    keep = tmp_path / "grid.png"
+    keep.write_bytes(b"an earlier grid")
+    ck = str(demo_run)
+    cases = [
+        (["--checkpoint", ck, "--text", "   ", "--out", str(keep)], "empty caption"),
+        (["--checkpoint", ck, "--text", "", "--out", str(keep)], "empty caption"),
+        (["--checkpoint", str(tmp_path / "nope.pt"), "--text", "a red circle", "--out", str(keep)], "checkpoint not found"),
+        (["--checkpoint", ck, "--text", "a red circle", "-n", "2", "--out", str(keep)], "-n must be between 1 and 1"),
+        (["--checkpoint", ck, "--text", "a red circle", "--out", str(tmp_path / "missing-dir" / "g.png")], "cannot write"),
+    ]
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes((demo_run / "checkpoint-latest.pt").read_bytes()[:1000])
+    cases.append((["--checkpoint", str(corrupt), "--text", "a red circle", "--out", str(keep)], "cannot read checkpoint"))
+    for args, match in cases:
+        assert_one_clear_line(*run_cli("sample", *args), match)
+    assert keep.read_bytes() == b"an earlier grid"
+
+
+def test_train_bad_inputs_are_one_line(demo_run, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep")
+    weights = tmp_path / "bad.pth"
+    weights.write_bytes(b"\x00garbage")
+    cases = [
+        (["--out", str(tmp_path / "r"), "--size", "50"], "multiple of 32"),
+        (["--out", str(blocker / "run"), "--size", "32"], "cannot write to output folder"),
+        (["--out", str(tmp_path / "r"), "--teacher-weights", str(weights), "--size", "32"], "cannot read teacher weights"),
+        (["--out", str(tmp_path / "r"), "--teacher-weights", str(tmp_path / "none.pth"), "--size", "32"], "not found"),
+        (["--out", str(tmp_path / "r"), "--teacher", "alexnet", "--size", "32"], "unknown teacher"),
+        (["--out", str(tmp_path / "r"), "--resume", str(demo_run), "--fc-dim", "64", "--size", "32", "--teacher", "efficientnet-lite0"],
+         "checkpoint was made with"),
+    ]
+    for args, match in cases:
+        assert_one_clear_line(*run_cli("train", "--no-progress", *args), match)
+    assert blocker.read_text() == "keep"
+
+
+def test_checkpoints_load_with_weights_only(demo_run):
+    ckpt = torch.load(demo_run / "checkpoint-latest.pt", weights_only=True)
+    assert {"config", "generator", "optimizer", "step", "epoch"} <= ckpt.keys()

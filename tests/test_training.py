@@ -1,0 +1,84 @@
+import math
+
+import pytest
+import torch
+
+from sdn.checkpoint import generator_from_checkpoint, load_checkpoint
+from sdn.demo_data import make_demo_data
+from sdn.errors import UserError
+from sdn.losses import Stage1Loss, Stage2Loss
+from sdn.training import SCHEMES, train_step, training_loop
+from sdn.teachers import build_teacher
+from sdn.generator import Generator
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    data = make_demo_data(32, seed=0, backgrounds_per_layout=1, captions_per_image=2)
+    keep = [i for i in range(len(data)) if i % 9 == 0]  # 24 train + 8 test images
+    t = torch.tensor(keep)
+    data.images, data.masks = data.images[t], data.masks[t]
+    data.captions = [data.captions[i] for i in keep]
+    data.labels = [data.labels[i] for i in keep]
+    data.split = [data.split[i] for i in keep]
+    data.attributes = [data.attributes[i] for i in keep]
+    return data
+
+
+TINY = dict(teacher="efficientnet-lite0", text_encoder="test-hash", fc_dim=32, batch_size=8, progress=False)
+
+
+@pytest.mark.parametrize("scheme", list(SCHEMES))
+def test_every_scheme_trains_with_finite_losses(tmp_path, tiny_data, scheme):
+    path = training_loop(tiny_data, tmp_path, scheme=scheme, stage1_epochs=1, stage2_epochs=1, **TINY)
+    ckpt = load_checkpoint(path)
+    losses = [v for _, _, v in ckpt["history"]]
+    assert len(losses) == 2 * math.ceil(24 / 8) and all(math.isfinite(v) for v in losses)
+    stages = [s for _, s, _ in ckpt["history"]]
+    assert stages[0] == SCHEMES[scheme][0] and stages[-1] == SCHEMES[scheme][1]
+    assert generator_from_checkpoint(ckpt).n_outputs == (3 if scheme == "diverse" else 1)
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_teacher_stays_frozen_through_a_training_step(stage):
+    teacher = build_teacher("efficientnet-lite0", resolution=32)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    generator = Generator(teacher.taps, 32, 4, fc_dim=16)
+    opt = torch.optim.Adam(generator.parameters(), 1e-3)
+    loss_fn = (Stage1Loss if stage == "stage1" else Stage2Loss)([1.0] * len(teacher.taps))
+    g_before = generator.steps[-1].conv.weight.clone()
+    train_step(generator, teacher, loss_fn, stage, torch.rand(2, 3, 32, 32), torch.randn(2, 4), opt, torch.device("cpu"), "fp32")
+    after = teacher.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and batch-norm statistics
+    assert all(p.grad is None for p in teacher.parameters())
+    assert not torch.equal(g_before, generator.steps[-1].conv.weight)  # the generator did learn
+
+
+def test_resume_continues_from_the_saved_step(tmp_path, tiny_data):
+    first = training_loop(tiny_data, tmp_path / "a", stage1_epochs=1, stage2_epochs=1, seed=1, **TINY)
+    # Stop after the first epoch: a run with one epoch in total writes the same first checkpoint.
+    partial = training_loop(tiny_data, tmp_path / "b", stage1_epochs=1, stage2_epochs=0, seed=1, **TINY)
+    assert load_checkpoint(partial)["step"] == 3
+    resumed = training_loop(tiny_data, tmp_path / "b", stage1_epochs=1, stage2_epochs=1, seed=1, resume=partial, **TINY)
+    a, b = load_checkpoint(first), load_checkpoint(resumed)
+    assert b["step"] == a["step"] == 6 and b["epoch"] == 1
+    assert [s for s, _, _ in b["history"]] == [1, 2, 3, 4, 5, 6]
+    assert [v for *_, v in b["history"]] == pytest.approx([v for *_, v in a["history"]], rel=1e-3)
+
+
+def test_resume_from_another_configuration_is_refused(tmp_path, tiny_data):
+    path = training_loop(tiny_data, tmp_path, stage1_epochs=1, stage2_epochs=0, **TINY)
+    with pytest.raises(UserError, match="fc_dim=32 but this run has fc_dim=64"):
+        training_loop(tiny_data, tmp_path, stage1_epochs=2, stage2_epochs=0, resume=path, **{**TINY, "fc_dim": 64})
+
+
+def test_bad_arguments_are_one_clear_error(tmp_path, tiny_data):
+    with pytest.raises(UserError, match="unknown scheme"):
+        training_loop(tiny_data, tmp_path, scheme="gan", **TINY)
+    with pytest.raises(UserError, match="diverse scheme needs"):
+        training_loop(tiny_data, tmp_path, scheme="diverse", n_outputs=1, **TINY)
+    blocker = tmp_path / "file"
+    blocker.write_text("keep me")
+    with pytest.raises(UserError, match="cannot write to output folder"):
+        training_loop(tiny_data, blocker / "run", **TINY)
+    assert blocker.read_text() == "keep me"
