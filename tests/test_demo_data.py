@@ -1,6 +1,6 @@
 import torch
 
-from sdn.demo_data import COLOURS, SHAPES, make_demo_data, test_classes
+from sdn.demo_data import COLOURS, SHAPES, make_demo_data, held_out_classes
 from sdn.metrics import colour_accuracy
 
 
@@ -10,7 +10,7 @@ def test_demo_data_is_deterministic_and_class_disjoint():
     assert not torch.equal(a.images, make_demo_data(32, seed=4).images)
     train, test = a.subset("train"), a.subset("test")
     assert set(train.labels).isdisjoint(test.labels)
-    assert set(test.labels) == test_classes()
+    assert set(test.labels) == held_out_classes()
     # zero-shot but learnable: every colour and every shape is seen in training
     assert {l.split()[0] for l in train.labels} == set(COLOURS)
     assert {l.split()[1] for l in train.labels} == set(SHAPES)

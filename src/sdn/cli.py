@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except UserError as e:
-        print(f"sdn: error: {e}", file=sys.stderr)
+        message = " ".join(str(e).split())  # one line, whatever the message held
+        print(f"sdn: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sdn: interrupted; the last completed epoch's checkpoint is kept", file=sys.stderr)

@@ -50,7 +50,7 @@ TEMPLATES = (
 )
 
 
-def test_classes() -> set[str]:
+def held_out_classes() -> set[str]:
     """One unseen shape per colour: the held-out colour-shape pairs."""
     return {f"{c} {SHAPES[i % len(SHAPES)]}" for i, c in enumerate(COLOURS)}
 
@@ -91,7 +91,7 @@ def _draw(shape, colour, cx, cy, r, background, size, scale=4):
 def make_demo_data(resolution: int = 64, seed: int = 0, backgrounds_per_layout: int = 3, captions_per_image: int = 5) -> CaptionedImages:
     """Every colour x shape x size x position, each on `backgrounds_per_layout` random backgrounds."""
     rng = random.Random(seed)
-    held_out = test_classes()
+    held_out = held_out_classes()
     images, masks, captions, labels, split, attrs = [], [], [], [], [], []
     for colour, rgb in COLOURS.items():
         for shape in SHAPES:

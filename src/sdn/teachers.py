@@ -92,8 +92,8 @@ def _read_state_dict(path: str | Path) -> dict:
         raise UserError(f"teacher weights file not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt, truncated or not a state dict
-        raise UserError(f"cannot read teacher weights {path}: {type(e).__name__}: {e}") from None
+    except Exception as e:  # corrupt, truncated, not a state dict, or a pickle that runs code
+        raise UserError(f"cannot read teacher weights {path}: not a readable state dict ({type(e).__name__})") from None
 
 
 def _load_into(module: nn.Module, state_dict: dict, source: str) -> None:

