@@ -32,7 +32,8 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    g.add_argument("--size", type=int, default=64, help="image resolution, a multiple of 32")
+    g.add_argument("--size", type=int, default=None if not demo else 64,
+                   help="image resolution, a multiple of 32 (demo data: default 64; a cache: its own size)")
     g.add_argument("--no-progress", dest="progress", action="store_false")
 
 
@@ -61,12 +62,33 @@ def cmd_train(a) -> None:
     from sdn.teachers import check_resolution
     from sdn.training import training_loop
 
-    if a.data != "demo":
-        raise UserError(f"unknown --data {a.data!r}: only the built-in 'demo' data is supported so far")
-    check_resolution(a.size)
-    data = make_demo_data(a.size, a.seed)
+    if a.data == "demo":
+        check_resolution(a.size or 64)
+        data = make_demo_data(a.size or 64, a.seed)
+    else:
+        from sdn.cache import load_cache
+
+        if a.size is not None:
+            check_resolution(a.size)
+        data = load_cache(a.data, a.text_encoder)
+        if a.size is not None and a.size != data.resolution:
+            raise UserError(f"--size {a.size} but the cache {a.data} holds {data.resolution} px images")
     path = training_loop(data, a.out, seed=a.seed, resume=a.resume, **_training_kwargs(a))
     print(f"wrote {path}")
+
+
+def cmd_prepare(a) -> None:
+    from sdn.cache import prepare
+    from sdn.text import build_text_encoder
+
+    encoder = None if a.text_encoder == "none" else build_text_encoder(a.text_encoder)
+    out = prepare(a.dataset, a.root, a.out, a.size, a.strict, encoder, progress=a.progress)
+    import json
+
+    manifest = json.loads((out / "meta.json").read_text())["manifest"]
+    print(f"{out}: {manifest['split_counts']['train']} train / {manifest['split_counts']['test']} test images, "
+          f"{manifest['captions_per_image']} captions each, {manifest['skipped']} skipped, "
+          f"{len(manifest['problems'])} problem(s) listed in meta.json")
 
 
 def cmd_sample(a) -> None:
@@ -86,11 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="train a generator")
-    p.add_argument("--data", default="demo", help="'demo' (built-in data)")
+    p.add_argument("--data", default="demo", help="'demo' (built-in data) or a cache folder made by `sdn data prepare`")
     p.add_argument("--out", required=True, help="run folder (checkpoints, stats.jsonl)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="checkpoint file or run folder to continue from")
     _add_training_args(p, demo=False)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("data", help="dataset tools")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("prepare", help="read a dataset once into a cache for training and evaluation")
+    p.add_argument("--dataset", required=True, choices=["oxford102", "cub", "folder"])
+    p.add_argument("--root", required=True, help="the dataset folder, as its downloads unpack")
+    p.add_argument("--out", required=True, help="cache folder to create")
+    p.add_argument("--size", type=int, default=64, help="image resolution (64, 128, 224...)")
+    p.add_argument("--strict", action="store_true", help="stop at the first problem instead of skipping the item")
+    p.add_argument("--text-encoder", default="all-minilm-l6-v2", help="caption encoder to precompute, or 'none'")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("sample", help="draw images for captions you type")
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")

@@ -13,6 +13,8 @@ class CaptionedImages:
     labels: class name per image. split: "train" or "test" per image (class-disjoint).
     masks: optional bool (N, H, W) object masks (the demo data has them; used by its colour metric).
     attributes: optional per-image dicts (e.g. {"colour": "red", "shape": "circle"}).
+    embeddings: optional precomputed caption embeddings (N, captions per image, dim) of the text
+        encoder named `embeddings_name` (a prepared cache has them).
     """
 
     images: torch.Tensor
@@ -21,6 +23,8 @@ class CaptionedImages:
     split: list[str]
     masks: torch.Tensor | None = None
     attributes: list[dict] = field(default_factory=list)
+    embeddings: torch.Tensor | None = None
+    embeddings_name: str | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -39,4 +43,6 @@ class CaptionedImages:
             split=[split] * len(idx),
             masks=None if self.masks is None else self.masks[t],
             attributes=[self.attributes[i] for i in idx] if self.attributes else [],
+            embeddings=None if self.embeddings is None else self.embeddings[t],
+            embeddings_name=self.embeddings_name,
         )

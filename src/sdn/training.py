@@ -129,7 +129,10 @@ def training_loop(
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     teacher_net.to(memory_format=memory_format)
     generator.to(memory_format=memory_format)
-    embeddings = encode_captions(encoder, train.captions)
+    if train.embeddings is not None and train.embeddings_name == encoder.name:
+        embeddings = train.embeddings.float()  # precomputed by `sdn data prepare`
+    else:
+        embeddings = encode_captions(encoder, train.captions)
     optimizer = torch.optim.Adam(generator.parameters(), lr=lr, foreach=True)
 
     if ckpt is not None:

@@ -1,0 +1,155 @@
+import json
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sdn.cache import load_cache, prepare
+from sdn.cli import main
+from sdn.errors import UserError
+from sdn.readers import Problems, read_oxford102
+from sdn.safe_pickle import safe_load
+
+CAPTIONS = [f"this flower has {i} petals" for i in range(10)]
+
+
+def _jpeg(path, mode="RGB", size=(40, 30), fmt="JPEG"):
+    colour = {"RGB": (200, 30, 30), "L": 120, "CMYK": (0, 200, 200, 0), "RGBA": (0, 0, 255, 128), "P": 3}[mode]
+    Image.new(mode, size, colour).save(path, fmt)
+
+
+@pytest.fixture
+def oxford_like(tmp_path):
+    """A small Oxford-102 layout with one of every kind of bad input."""
+    root = tmp_path / "oxford"
+    (root / "jpg").mkdir(parents=True)
+    for cls in ("class_00001", "class_00002"):
+        (root / "text_c10" / cls).mkdir(parents=True)
+    (root / "trainvalclasses.txt").write_text("class_00002\n")
+    (root / "testclasses.txt").write_text("class_00001\nclass_00003\n")  # class_00003 has no images
+
+    def item(n, cls, captions=CAPTIONS, mode="RGB", fmt="JPEG", raw_text=None):
+        _jpeg(root / "jpg" / f"image_{n:05d}.jpg", mode, fmt=fmt)
+        txt = root / "text_c10" / cls / f"image_{n:05d}.txt"
+        txt.write_bytes(raw_text if raw_text is not None else "\n".join(captions).encode() + b"\n")
+
+    item(1, "class_00001")
+    item(2, "class_00001", mode="L")  # grayscale
+    item(3, "class_00001", mode="CMYK")
+    item(4, "class_00002", mode="P", fmt="PNG")  # palette (PNG bytes under a .jpg name)
+    item(5, "class_00002", mode="RGBA", fmt="PNG")  # alpha
+    item(6, "class_00002", raw_text="\n\n".join(CAPTIONS).encode() + b"\n\n")  # blank lines: kept
+    item(7, "class_00002", captions=CAPTIONS[:9])  # 9 captions: skipped
+    item(8, "class_00002", captions=CAPTIONS + ["an eleventh"])  # 11 captions: skipped
+    item(9, "class_00002", raw_text=b"\xff\xfe not utf-8 \x80\n" * 10)  # not UTF-8: skipped
+    item(10, "class_00002")
+    (root / "jpg" / "image_00010.jpg").write_bytes(b"not a jpeg at all")  # corrupt: skipped
+    item(11, "class_00002")
+    good = (root / "jpg" / "image_00011.jpg").read_bytes()
+    (root / "jpg" / "image_00011.jpg").write_bytes(good[: len(good) // 2])  # truncated: skipped
+    _jpeg(root / "jpg" / "image_00012.jpg")  # an image with no caption file, so no class: skipped
+    return root
+
+
+def test_prepare_converts_odd_images_and_skips_and_reports_bad_items(oxford_like, tmp_path):
+    out = prepare("oxford102", oxford_like, tmp_path / "cache", size=32, progress=False)
+    meta = json.loads((out / "meta.json").read_text())
+    m = meta["manifest"]
+    assert meta["images"] == [f"image_{n:05d}.jpg" for n in (1, 2, 3, 4, 5, 6)]
+    assert m["split_counts"] == {"train": 3, "test": 3} and m["captions_per_image"] == 10
+    problems = {p["path"].split("/")[-1]: p for p in m["problems"]}
+    for name in ("image_00007.txt", "image_00008.txt", "image_00009.txt", "image_00010.jpg", "image_00011.jpg", "image_00012.jpg"):
+        assert problems[name]["skipped"], name
+    assert not problems["image_00006.txt"]["skipped"] and not problems["class_00003"]["skipped"]
+    assert m["skipped"] == 6
+    data = load_cache(out)
+    assert data.images.shape == (6, 3, 32, 32) and data.images.dtype.is_floating_point is False
+    assert data.images[1].float().std(0).max() == 0  # grayscale became equal R, G, B
+    assert data.captions[5] == CAPTIONS
+    assert set(data.subset("train").labels).isdisjoint(data.subset("test").labels)
+
+
+def test_strict_stops_at_the_first_problem_and_leaves_no_cache(oxford_like, tmp_path):
+    with pytest.raises(UserError, match="--strict"):
+        prepare("oxford102", oxford_like, tmp_path / "cache", size=32, strict=True, progress=False)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_interrupted_prepare_leaves_nothing_that_looks_complete(oxford_like, tmp_path, monkeypatch):
+    import sdn.cache
+
+    calls = {"n": 0}
+    real = sdn.cache.load_image
+
+    def dying(path, size):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(path, size)
+
+    monkeypatch.setattr(sdn.cache, "load_image", dying)
+    with pytest.raises(KeyboardInterrupt):
+        prepare("oxford102", oxford_like, tmp_path / "cache", size=32, progress=False)
+    assert not (tmp_path / "cache" / "meta.json").exists()
+    with pytest.raises(UserError, match="not a prepared cache"):
+        load_cache(tmp_path / "cache")
+    monkeypatch.setattr(sdn.cache, "load_image", real)
+    out = prepare("oxford102", oxford_like, tmp_path / "cache", size=32, progress=False)  # rerun finishes
+    assert load_cache(out).images.shape[0] == 6
+
+
+@pytest.mark.parametrize("breakage,match", [
+    (lambda r: (r / "testclasses.txt").unlink(), "split file not found"),
+    (lambda r: __import__("shutil").rmtree(r), "dataset root not found"),
+])
+def test_missing_root_or_split_file_is_one_clear_error(oxford_like, tmp_path, breakage, match):
+    breakage(oxford_like)
+    assert main(["data", "prepare", "--dataset", "oxford102", "--root", str(oxford_like), "--out", str(tmp_path / "c"),
+                 "--size", "32", "--text-encoder", "none", "--no-progress"]) == 2
+    with pytest.raises(UserError, match=match):
+        read_oxford102(oxford_like, Problems())
+
+
+def test_cache_stores_embeddings_per_encoder_and_training_uses_them(oxford_like, tmp_path):
+    from conftest import HashEncoder
+
+    out = prepare("oxford102", oxford_like, tmp_path / "cache", size=32, encoder=HashEncoder(), progress=False)
+    emb = np.load(out / "embeddings" / "test-hash.npy")
+    assert emb.shape == (6, 10, 16)
+    data = load_cache(out, "test-hash")
+    assert data.embeddings_name == "test-hash" and data.subset("test").embeddings.shape == (3, 10, 16)
+
+
+def test_restricted_unpickler_reads_data_and_refuses_code(tmp_path):
+    plain = tmp_path / "filenames.pickle"
+    plain.write_bytes(pickle.dumps({"names": ["image_00001"], "ids": [1, 2.5], "emb": np.ones((2, 3), np.float32)}, protocol=2))
+    loaded = safe_load(plain)
+    assert loaded["names"] == ["image_00001"] and loaded["emb"].shape == (2, 3)
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (__import__("os").system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pickle"
+    evil.write_bytes(pickle.dumps([1, Evil()]))
+    with pytest.raises(UserError, match="refused global (posix|os).system"):
+        safe_load(evil)
+    assert not marker.exists()
+
+
+def test_oxford102_published_layout_counts(oxford_root, tmp_path):
+    out = prepare("oxford102", oxford_root, tmp_path / "ox64", size=64, progress=False)
+    m = json.loads((out / "meta.json").read_text())["manifest"]
+    assert m["split_counts"] == {"train": 7034, "test": 1155}
+    assert m["classes"] == {"train": 82, "test": 20} and m["captions_per_image"] == 10 and m["skipped"] == 0
+    data = load_cache(out)
+    assert data.images.shape == (8189, 3, 64, 64)
+    assert all(len(c) == 10 for c in data.captions)
+
+
+def test_stackgan_pickles_of_the_shared_data_load_safely(oxford_root):
+    names = safe_load(oxford_root / "stackgan" / "test" / "filenames.pickle")
+    assert len(names) == 1155 and all(isinstance(n, str) for n in names)
