@@ -153,3 +153,18 @@ def test_oxford102_published_layout_counts(oxford_root, tmp_path):
 def test_stackgan_pickles_of_the_shared_data_load_safely(oxford_root):
     names = safe_load(oxford_root / "stackgan" / "test" / "filenames.pickle")
     assert len(names) == 1155 and all(isinstance(n, str) for n in names)
+
+
+def test_train_and_sample_on_a_prepared_cache(oxford_like, tmp_path):
+    from conftest import HashEncoder
+
+    cache = prepare("oxford102", oxford_like, tmp_path / "cache", size=32, encoder=HashEncoder(), progress=False)
+    run = tmp_path / "run"
+    tiny = ["--fc-dim", "16", "--text-encoder", "test-hash", "--no-progress", "--teacher", "efficientnet-lite0"]
+    assert main(["train", "--data", str(cache), "--out", str(run), "--stage1-epochs", "1", "--stage2-epochs", "1", *tiny]) == 0
+    assert main(["sample", "--checkpoint", str(run), "--data", str(cache), "--count", "3", "--out", str(tmp_path / "g.png")]) == 0
+    assert Image.open(tmp_path / "g.png").size[0] > 100
+    # a cache of another resolution does not fit the checkpoint
+    other = prepare("oxford102", oxford_like, tmp_path / "cache64", size=64, progress=False)
+    assert main(["sample", "--checkpoint", str(run), "--data", str(other), "--out", str(tmp_path / "h.png")]) == 2
+    assert main(["train", "--data", str(cache), "--size", "64", "--out", str(run), *tiny]) == 2

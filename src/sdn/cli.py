@@ -92,9 +92,14 @@ def cmd_prepare(a) -> None:
 
 
 def cmd_sample(a) -> None:
-    from sdn.sampling import sample_to_file
+    from sdn.sampling import sample_split_grid, sample_to_file
 
-    sample_to_file(a.checkpoint, a.text, a.out, a.n, a.device)
+    if bool(a.text) == bool(a.data):
+        raise UserError("give either --text (one or more captions) or --data CACHE (captions of its images)")
+    if a.data:
+        sample_split_grid(a.checkpoint, a.data, a.out, a.split, a.count, a.device)
+    else:
+        sample_to_file(a.checkpoint, a.text, a.out, a.n, a.device)
     print(f"wrote {a.out}")
 
 
@@ -128,7 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="draw images for captions you type")
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
-    p.add_argument("--text", action="append", required=True, help="a caption (repeat for several)")
+    p.add_argument("--text", action="append", help="a caption (repeat for several)")
+    p.add_argument("--data", help="instead of --text: a prepared cache; draws its images' captions next to the real images")
+    p.add_argument("--split", default="test", choices=["train", "test"], help="with --data: which split")
+    p.add_argument("--count", type=int, default=12, help="with --data: how many images")
     p.add_argument("-n", type=int, default=None, help="images per caption (at most the model's outputs; default all)")
     p.add_argument("--out", required=True, help="image file for the grid (.png or .jpg)")
     p.add_argument("--device", help="cpu, cuda ... (default: cuda when available)")

@@ -52,3 +52,41 @@ def sample_to_file(checkpoint: str, captions: list[str], out: str, n: int | None
     # A diverse model: one row per caption, one column per output; otherwise the captions in a row.
     torchvision.utils.save_image(images.flatten(0, 1), tmp, nrow=n if n > 1 else len(captions), padding=2, pad_value=1.0)
     os.replace(tmp, out_path)  # an existing file is only replaced by a complete new one
+
+
+def sample_split_grid(checkpoint: str, cache: str, out: str, split: str = "test", count: int = 12, device: str | None = None) -> None:
+    """Real images of `split` next to the generator's drawings of their first captions, one per
+    class in turn (so a test split shows unseen classes), as a captioned grid."""
+    from pathlib import Path
+
+    from sdn.cache import load_cache
+    from sdn.checkpoint import check_compatible, generator_from_checkpoint, load_checkpoint
+    from sdn.errors import UserError
+    from sdn.plots import captioned_grid
+    from sdn.text import build_text_encoder
+
+    ckpt = load_checkpoint(checkpoint)
+    cfg = ckpt["config"]
+    data = load_cache(cache, cfg["text_encoder"]).subset(split)
+    if len(data) == 0:
+        raise UserError(f"the {split} split of {cache} is empty")
+    check_compatible(cfg, {"resolution": data.resolution}, f"the cache {cache}")
+    by_class: dict[str, list[int]] = {}
+    for i, label in enumerate(data.labels):
+        by_class.setdefault(label, []).append(i)
+    pick, round_ = [], 0
+    while len(pick) < min(count, len(data)):
+        for members in by_class.values():
+            if round_ < len(members) and len(pick) < count:
+                pick.append(members[round_])
+        round_ += 1
+    captions = [data.captions[i][0] for i in pick]
+    if data.embeddings is not None:
+        text = data.embeddings[pick, 0].float()
+    else:
+        text = build_text_encoder(cfg["text_encoder"]).encode(captions)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    images = generate(generator_from_checkpoint(ckpt).to(dev), text, precision=cfg.get("precision", "fp32"))
+    rows = [("real", data.images[pick].float() / 255)] + [(f"generated #{p + 1}" if images.shape[1] > 1 else "generated", images[:, p])
+                                                            for p in range(images.shape[1])]
+    captioned_grid(rows, captions, Path(out), title=f"{split} split of {Path(cache).name}: real images and drawings of their captions")
