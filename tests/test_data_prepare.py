@@ -168,3 +168,52 @@ def test_train_and_sample_on_a_prepared_cache(oxford_like, tmp_path):
     other = prepare("oxford102", oxford_like, tmp_path / "cache64", size=64, progress=False)
     assert main(["sample", "--checkpoint", str(run), "--data", str(other), "--out", str(tmp_path / "h.png")]) == 2
     assert main(["train", "--data", str(cache), "--size", "64", "--out", str(run), *tiny]) == 2
+
+
+def test_stackgan_char_cnn_rnn_embeddings_are_imported_and_trained_on(oxford_like, tmp_path):
+    cache = prepare("oxford102", oxford_like, tmp_path / "cache", size=32, progress=False)
+    names = json.loads((cache / "meta.json").read_text())["images"]
+    rng = np.random.default_rng(0)
+    stackgan = tmp_path / "stackgan"
+    for split, part in (("train", names[3:]), ("test", names[:3])):
+        (stackgan / split).mkdir(parents=True)
+        (stackgan / split / "filenames.pickle").write_bytes(pickle.dumps([n[:-4] for n in part], protocol=2))
+        emb = rng.standard_normal((len(part), 10, 1024)).astype(np.float32)
+        (stackgan / split / "char-CNN-RNN-embeddings.pickle").write_bytes(pickle.dumps(emb, protocol=2))
+    assert main(["data", "prepare", "--dataset", "oxford102", "--root", str(oxford_like), "--out", str(cache), "--size", "32",
+                 "--text-encoder", "none", "--stackgan-dir", str(stackgan), "--no-progress"]) == 0
+    assert np.load(cache / "embeddings" / "char-cnn-rnn-pickle.npy").shape == (6, 10, 1024)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(cache), "--out", str(run), "--text-encoder", "char-cnn-rnn-pickle", "--fc-dim", "16",
+                 "--teacher", "efficientnet-lite0", "--stage1-epochs", "1", "--stage2-epochs", "0", "--no-progress"]) == 0
+    assert main(["sample", "--checkpoint", str(run), "--data", str(cache), "--count", "2", "--out", str(tmp_path / "g.png")]) == 0
+    # typed sentences cannot be encoded with precomputed embeddings: one clear error
+    assert main(["sample", "--checkpoint", str(run), "--text", "a red flower", "--out", str(tmp_path / "h.png")]) == 2
+
+
+def test_cub_and_folder_layouts(tmp_path):
+    cub = tmp_path / "cub"
+    for cls, split in (("001.Black_footed_Albatross", "train"), ("002.Laysan_Albatross", "test")):
+        (cub / "CUB_200_2011" / "images" / cls).mkdir(parents=True)
+        (cub / "text_c10" / cls).mkdir(parents=True)
+        for k in range(2):
+            _jpeg(cub / "CUB_200_2011" / "images" / cls / f"{cls[4:]}_{k}.jpg")
+            (cub / "text_c10" / cls / f"{cls[4:]}_{k}.txt").write_text("\n".join(CAPTIONS))
+        with open(cub / ("trainvalclasses.txt" if split == "train" else "testclasses.txt"), "a") as f:
+            f.write(cls + "\n")
+    m = json.loads((prepare("cub", cub, tmp_path / "c1", size=32, progress=False) / "meta.json").read_text())["manifest"]
+    assert m["split_counts"] == {"train": 2, "test": 2} and m["skipped"] == 0
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    lines = []
+    for k in range(10):
+        _jpeg(folder / f"{k}.jpg")
+        lines.append(json.dumps({"image": f"{k}.jpg", "captions": [f"photo {k}", f"picture {k}"], "class": f"c{k % 5}"}))
+    lines.append(json.dumps({"image": "missing.jpg", "captions": ["x"], "class": "c0"}))
+    lines.append("{not json")
+    (folder / "captions.jsonl").write_text("\n".join(lines))
+    data = load_cache(prepare("folder", folder, tmp_path / "c2", size=32, progress=False))
+    assert len(data) == 10 and sorted(set(data.subset("test").labels)) == ["c4"]  # every fifth class is test
+    m = json.loads((tmp_path / "c2" / "meta.json").read_text())["manifest"]
+    assert m["skipped"] == 2

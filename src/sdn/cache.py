@@ -42,7 +42,7 @@ def load_image(path: Path, size: int) -> np.ndarray:
             background.paste(im.convert("RGBA"), mask=im.convert("RGBA").getchannel("A"))
             im = background
         im = im.convert("RGB").resize((size, size), Image.BICUBIC, reducing_gap=3.0)
-        return np.asarray(im).transpose(2, 0, 1)
+        return np.array(im).transpose(2, 0, 1)  # a writable copy
 
 
 def prepare(dataset: str, root: str | Path, out: str | Path, size: int = 64, strict: bool = False,
@@ -120,6 +120,36 @@ def add_embeddings(cache: str | Path, encoder: TextEncoder) -> Path:
     emb = encode_unique(encoder, flat).view(len(meta["captions"]), -1, encoder.dim).numpy()
     tmp = path.with_name(f".{path.name}.partial.npy")
     np.save(tmp, emb)
+    os.replace(tmp, path)
+    return path
+
+
+def add_stackgan_embeddings(cache: str | Path, stackgan_dir: str | Path) -> Path:
+    """Import StackGAN's precomputed char-CNN-RNN caption embeddings (`<split>/filenames.pickle` and
+    `<split>/char-CNN-RNN-embeddings.pickle`, read with the restricted unpickler) into the cache,
+    aligned with its images by file name."""
+    from sdn.safe_pickle import safe_load
+    from sdn.text import CharCnnRnnPickle
+
+    cache, stackgan_dir = Path(cache), Path(stackgan_dir)
+    meta = json.loads((cache / "meta.json").read_text())
+    table = {}
+    for split in ("train", "test"):
+        names_path, emb_path = stackgan_dir / split / "filenames.pickle", stackgan_dir / split / "char-CNN-RNN-embeddings.pickle"
+        if not emb_path.is_file():
+            raise UserError(f"{emb_path} not found (StackGAN's char-CNN-RNN embeddings)")
+        names, emb = safe_load(names_path), np.asarray(safe_load(emb_path), dtype=np.float32)
+        if emb.ndim != 3 or len(emb) != len(names) or emb.shape[2] != CharCnnRnnPickle.dim:
+            raise UserError(f"{emb_path}: expected ({len(names)}, captions, {CharCnnRnnPickle.dim}) embeddings, got {emb.shape}")
+        table.update({Path(str(n)).name: e for n, e in zip(names, emb)})
+    missing = [name for name in meta["images"] if Path(name).stem not in table]
+    if missing:
+        raise UserError(f"{len(missing)} cached image(s) have no char-CNN-RNN embedding in {stackgan_dir}, e.g. {missing[0]}")
+    per_image = min(len(table[Path(n).stem]) for n in meta["images"])
+    out = np.stack([table[Path(n).stem][:per_image] for n in meta["images"]])
+    path = cache / "embeddings" / f"{CharCnnRnnPickle.name}.npy"
+    tmp = path.with_name(f".{path.name}.partial.npy")
+    np.save(tmp, out)
     os.replace(tmp, path)
     return path
 

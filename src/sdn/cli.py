@@ -81,8 +81,12 @@ def cmd_prepare(a) -> None:
     from sdn.cache import prepare
     from sdn.text import build_text_encoder
 
-    encoder = None if a.text_encoder == "none" else build_text_encoder(a.text_encoder)
+    encoder = None if a.text_encoder in ("none", "char-cnn-rnn-pickle") else build_text_encoder(a.text_encoder)
     out = prepare(a.dataset, a.root, a.out, a.size, a.strict, encoder, progress=a.progress)
+    if a.stackgan_dir:
+        from sdn.cache import add_stackgan_embeddings
+
+        add_stackgan_embeddings(out, a.stackgan_dir)
     import json
 
     manifest = json.loads((out / "meta.json").read_text())["manifest"]
@@ -127,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="cache folder to create")
     p.add_argument("--size", type=int, default=64, help="image resolution (64, 128, 224...)")
     p.add_argument("--strict", action="store_true", help="stop at the first problem instead of skipping the item")
+    p.add_argument("--stackgan-dir", help="StackGAN's folder with <split>/char-CNN-RNN-embeddings.pickle: import them (text encoder char-cnn-rnn-pickle)")
     p.add_argument("--text-encoder", default="all-minilm-l6-v2", help="caption encoder to precompute, or 'none'")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_prepare)

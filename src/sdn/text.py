@@ -57,7 +57,22 @@ class MiniLMEncoder:
         return emb.float().cpu()
 
 
-TEXT_ENCODERS: dict[str, Callable[[], TextEncoder]] = {MiniLMEncoder.name: MiniLMEncoder}
+class CharCnnRnnPickle:
+    """Reed et al.'s char-CNN-RNN embeddings (1024-d, what the paper used), as StackGAN precomputed
+    them for each dataset caption. They exist only for those captions: import them into a cache with
+    `sdn data prepare --stackgan-dir DIR`; new sentences cannot be encoded."""
+
+    name = "char-cnn-rnn-pickle"
+    dim = 1024
+
+    def encode(self, captions: Sequence[str]) -> torch.Tensor:
+        raise UserError(
+            "char-cnn-rnn-pickle has embeddings only for the dataset's own captions (imported into a cache with "
+            "--stackgan-dir); it cannot encode new text: train with --text-encoder all-minilm-l6-v2 to draw typed captions"
+        )
+
+
+TEXT_ENCODERS: dict[str, Callable[[], TextEncoder]] = {MiniLMEncoder.name: MiniLMEncoder, CharCnnRnnPickle.name: CharCnnRnnPickle}
 
 
 def build_text_encoder(name: str) -> TextEncoder:
