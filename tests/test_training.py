@@ -82,3 +82,13 @@ def test_bad_arguments_are_one_clear_error(tmp_path, tiny_data):
     with pytest.raises(UserError, match="cannot write to output folder"):
         training_loop(tiny_data, blocker / "run", **TINY)
     assert blocker.read_text() == "keep me"
+
+
+def test_a_fresh_run_does_not_silently_replace_an_existing_one(tmp_path, tiny_data):
+    path = training_loop(tiny_data, tmp_path, stage1_epochs=1, stage2_epochs=0, **TINY)
+    before = path.read_bytes()
+    with pytest.raises(UserError, match="already holds a run"):
+        training_loop(tiny_data, tmp_path, stage1_epochs=1, stage2_epochs=0, **TINY)
+    assert path.read_bytes() == before
+    training_loop(tiny_data, tmp_path, stage1_epochs=1, stage2_epochs=0, overwrite=True, **TINY)
+    assert len((tmp_path / "stats.jsonl").read_text().splitlines()) == 1  # the new run's log only

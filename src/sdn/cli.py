@@ -28,6 +28,8 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
     g.add_argument("--tap-weights", default="inverse-mean" if demo else "equal", choices=["equal", "inverse-mean"])
     g.add_argument("--pixel-weight", type=float, default=50.0 if demo else 1.0,
                    help="weight of the image L1 term (the demo's default keeps the colour signal, which the teacher taps barely carry, from being drowned)")
+    g.add_argument("--pair-post-relu", dest="pair_preactivation", action="store_false",
+                   help="Stage I: compare G's post-ReLU values with the taps, as the authors did (default: pre-ReLU)")
     g.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     g.add_argument("--seed", type=int, default=0)
@@ -41,7 +43,8 @@ def _training_kwargs(a) -> dict:
     return dict(
         teacher=a.teacher, teacher_weights=a.teacher_weights, teacher_init=a.teacher_init, teacher_pooling=a.teacher_pooling,
         text_encoder=a.text_encoder, scheme=a.scheme, n_outputs=a.n_outputs, stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs,
-        batch_size=a.batch_size, lr=a.lr, fc_dim=a.fc_dim, tap_weights=a.tap_weights, pixel_weight=a.pixel_weight,
+        batch_size=a.batch_size, lr=a.lr, fc_dim=a.fc_dim, pair_preactivation=a.pair_preactivation,
+        tap_weights=a.tap_weights, pixel_weight=a.pixel_weight,
         precision=a.precision, channels_last=a.channels_last, device=a.device, progress=a.progress,
     )
 
@@ -73,7 +76,7 @@ def cmd_train(a) -> None:
         data = load_cache(a.data, a.text_encoder)
         if a.size is not None and a.size != data.resolution:
             raise UserError(f"--size {a.size} but the cache {a.data} holds {data.resolution} px images")
-    path = training_loop(data, a.out, seed=a.seed, resume=a.resume, **_training_kwargs(a))
+    path = training_loop(data, a.out, seed=a.seed, resume=a.resume, overwrite=a.overwrite, **_training_kwargs(a))
     print(f"wrote {path}")
 
 
@@ -120,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="demo", help="'demo' (built-in data) or a cache folder made by `sdn data prepare`")
     p.add_argument("--out", required=True, help="run folder (checkpoints, stats.jsonl)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="checkpoint file or run folder to continue from")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in a run folder that already holds a run")
     _add_training_args(p, demo=False)
     p.set_defaults(func=cmd_train)
 

@@ -24,7 +24,8 @@ def run_demo(out: str | Path = "runs/demo", resolution: int = 64, seed: int = 0,
     out = Path(out)
     data = make_demo_data(resolution, seed)
     encoder = build_text_encoder(train_kwargs.pop("text_encoder", "all-minilm-l6-v2"))
-    checkpoint = training_loop(data, out, seed=seed, progress=progress, text_encoder_instance=encoder, **train_kwargs)
+    # The demo replaces its own earlier output in `out`.
+    checkpoint = training_loop(data, out, seed=seed, progress=progress, text_encoder_instance=encoder, overwrite=True, **train_kwargs)
     train_seconds = time.perf_counter() - started
     ckpt = load_checkpoint(checkpoint)
     generator = generator_from_checkpoint(ckpt)

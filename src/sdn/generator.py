@@ -46,11 +46,11 @@ class Generator(nn.Module):
     text_dim: caption-embedding dimension (any).
     fc_dim: width of g-fc8 and g-fc7 (4096 as in VGG19's fc7/fc6).
     n_outputs: images per caption; > 1 is the paper's diverse synthesis (3n output channels).
-    pair_preactivation: pair each layer's value *before* its ReLU with the teacher's tap (default),
-        rather than after it as the authors did. Matching post-ReLU values with L1 drives units whose
-        target is zero into ReLU's flat side, where they never get gradient again; with sparse deep
-        taps (EfficientNet's head, VGG's pool5) that killed the layer every caption passes through
-        and the generator drew one mean image for all captions. Pre-activations keep them alive.
+    pair_preactivation: Stage I compares each layer's value *before* its ReLU with the teacher's tap
+        (default); False compares the value after it, as the authors did with VGG. EfficientNet's
+        block outputs are signed (linear bottlenecks), which a post-ReLU value can never match;
+        for VGG's post-ReLU taps the two agree where the target is positive and the pre-ReLU
+        pairing asks for 0 rather than "anything <= 0" elsewhere.
     """
 
     def __init__(self, taps: tuple[Tap, ...], resolution: int, text_dim: int, fc_dim: int = 4096, n_outputs: int = 1,

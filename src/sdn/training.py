@@ -85,6 +85,7 @@ def training_loop(
     device: str | None = None,  # "cpu", "cuda", ...; None = CUDA when available
     progress: bool = True,  # show a progress bar
     text_encoder_instance: TextEncoder | None = None,  # an already-built encoder, to reuse
+    overwrite: bool = False,  # start afresh in a run folder that already holds a checkpoint
 ) -> Path:
     """Train a generator on `data`'s train split; returns the path of the last checkpoint."""
     if scheme not in SCHEMES:
@@ -100,6 +101,8 @@ def training_loop(
         raise UserError("batch size must be >= 1 and the epochs must add up to at least 1")
     run_dir = Path(run_dir)
     _ensure_writable(run_dir)
+    if resume is None and (run_dir / "checkpoint-latest.pt").exists() and not overwrite:
+        raise UserError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, or pass --overwrite to start afresh")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     train = data.subset("train")
     if len(train) == 0:
@@ -161,6 +164,8 @@ def training_loop(
     total_epochs = stage1_epochs + stage2_epochs
     steps_per_epoch = math.ceil(len(train) / batch_size)
     stats_path = run_dir / "stats.jsonl"
+    if ckpt is None:
+        stats_path.unlink(missing_ok=True)  # a fresh run's log starts empty
     bar = tqdm(total=total_epochs * steps_per_epoch, initial=step, disable=not progress, desc=f"train {scheme}", unit="step", dynamic_ncols=True)
     last = None
     for epoch in range(start_epoch, total_epochs):
