@@ -217,3 +217,15 @@ def test_cub_and_folder_layouts(tmp_path):
     assert len(data) == 10 and sorted(set(data.subset("test").labels)) == ["c4"]  # every fifth class is test
     m = json.loads((tmp_path / "c2" / "meta.json").read_text())["manifest"]
     assert m["skipped"] == 2
+
+
+def test_stackgan_and_attngan_files_of_the_shared_data(oxford_root, tmp_path):
+    from sdn.readers import read_stackgan
+
+    records = read_stackgan(oxford_root, Problems(strict=True))
+    counts = {s: sum(r.split == s for r in records) for s in ("train", "test")}
+    assert counts == {"train": 7034, "test": 1155}
+    first = next(r for r in records if r.image.name == "image_00001.jpg")
+    assert first.label == "class_00077" and first.captions[0] == "prominent purple stigma petals are white inc olor"
+    reed_test = set((oxford_root / "testclasses.txt").read_text().split())
+    assert {r.label for r in records if r.split == "test"} == reed_test  # the same class-disjoint split

@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="dataset tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser("prepare", help="read a dataset once into a cache for training and evaluation")
-    p.add_argument("--dataset", required=True, choices=["oxford102", "cub", "folder"])
+    p.add_argument("--dataset", required=True, choices=["oxford102", "cub", "stackgan", "folder"])
     p.add_argument("--root", required=True, help="the dataset folder, as its downloads unpack")
     p.add_argument("--out", required=True, help="cache folder to create")
     p.add_argument("--size", type=int, default=64, help="image resolution (64, 128, 224...)")

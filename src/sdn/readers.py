@@ -3,6 +3,10 @@
 - oxford102: `jpg/image_XXXXX.jpg`, Reed's `text_c10/class_XXXXX/image_XXXXX.txt` (10 captions a
   file), `trainvalclasses.txt` / `testclasses.txt`.
 - cub: `CUB_200_2011/images/<class>/<name>.jpg`, `text_c10/<class>/<name>.txt`, the same class lists.
+- stackgan: the split, image names and classes from StackGAN's `<split>/filenames.pickle` and
+  `<split>/class_info.pickle`, captions from AttnGAN's `captions.pickle` where present (else from
+  `text_c10/`), images from `jpg/` (Oxford) or `CUB_200_2011/images/` (CUB); the pickles are found in
+  `<root>/stackgan/` or `<root>/`, and read only with the restricted unpickler.
 - folder: images plus `captions.jsonl` lines `{"image": ..., "captions": [...], "class": ..., "split": ...}`
   (`split` optional: without it every fifth class, in sorted order, is a test class).
 
@@ -158,4 +162,43 @@ def read_folder(root: str | Path, problems: Problems) -> list[Record]:
     return records
 
 
-READERS = {"oxford102": read_oxford102, "cub": read_cub, "folder": read_folder}
+def read_stackgan(root: str | Path, problems: Problems) -> list[Record]:
+    from sdn.safe_pickle import safe_load
+
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"dataset root not found: {root}")
+    pickles = root / "stackgan" if (root / "stackgan" / "train" / "filenames.pickle").is_file() else root
+    if not (pickles / "train" / "filenames.pickle").is_file():
+        raise UserError(f"StackGAN's train/filenames.pickle not found under {root} or {root / 'stackgan'}")
+    attngan = safe_load(pickles / "captions.pickle") if (pickles / "captions.pickle").is_file() else None
+    records = []
+    for k, split in enumerate(("train", "test")):
+        names = safe_load(pickles / split / "filenames.pickle")
+        classes = safe_load(pickles / split / "class_info.pickle")
+        if len(classes) != len(names):
+            raise UserError(f"{pickles / split}: {len(names)} file names but {len(classes)} class ids")
+        tokens = attngan[k] if attngan is not None else None
+        if tokens is not None and len(tokens) != CAPTIONS_PER_IMAGE * len(names):
+            raise UserError(f"{pickles / 'captions.pickle'}: {len(tokens)} {split} captions for {len(names)} images")
+        for i, (name, cls) in enumerate(zip(names, classes)):
+            name = str(name)
+            label = f"class_{int(cls):05d}"
+            image = root / "jpg" / f"{name}.jpg"
+            if not image.is_file():
+                image = root / "CUB_200_2011" / "images" / f"{name}.jpg"
+            if not image.is_file():
+                problems.add(image, "image file missing")
+                continue
+            if tokens is not None:  # AttnGAN's captions are tokenised: words joined back with spaces
+                captions = [" ".join(attngan[2][t] for t in toks) for toks in tokens[i * CAPTIONS_PER_IMAGE:(i + 1) * CAPTIONS_PER_IMAGE]]
+            else:
+                folder = label if (root / "text_c10" / label).is_dir() else Path(name).parent.name
+                captions = read_caption_file(root / "text_c10" / folder / f"{Path(name).name}.txt", problems)
+                if captions is None:
+                    continue
+            records.append(Record(image, captions, label, split))
+    return records
+
+
+READERS = {"oxford102": read_oxford102, "cub": read_cub, "stackgan": read_stackgan, "folder": read_folder}
