@@ -12,7 +12,7 @@ def test_vgg19_generator_is_the_papers_G():
         g = Generator(teacher_taps("vgg19"), 224, text_dim=1024, fc_dim=4096)
     linears = [m for m in g.modules() if isinstance(m, nn.Linear)]
     assert [(l.in_features, l.out_features) for l in linears] == [(1024, 4096), (4096, 4096), (4096, 512 * 7 * 7)]
-    convs_per_group, group = [], 0
+    convs_per_group = []
     for step in g.steps:
         if step.upsample > 1:
             assert step.upsample == 2
