@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdn", description="Symmetrical Distillation Networks for text-to-image synthesis.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="train on built-in coloured-shape data and draw unseen captions (about 10 minutes on 2 CPU cores)")
+    p = sub.add_parser("demo", help="train on built-in coloured-shape data and draw unseen captions (under 10 minutes on 2 CPU cores)")
     p.add_argument("--out", default="runs/demo", help="output folder")
     _add_training_args(p, demo=True)
     p.set_defaults(func=cmd_demo)
