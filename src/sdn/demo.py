@@ -13,8 +13,8 @@ from sdn.demo_data import make_demo_data
 from sdn.metrics import METRICS
 from sdn.plots import captioned_grid, loss_plot
 from sdn.sampling import generate
-from sdn.text import build_text_encoder
-from sdn.training import encode_captions, training_loop
+from sdn.text import build_text_encoder, encode_unique
+from sdn.training import training_loop
 
 
 def run_demo(out: str | Path = "runs/demo", resolution: int = 64, seed: int = 0, progress: bool = True, **train_kwargs) -> dict:
@@ -34,7 +34,7 @@ def run_demo(out: str | Path = "runs/demo", resolution: int = 64, seed: int = 0,
     for split in ("test", "train"):
         part = data.subset(split)
         first_captions = [c[0] for c in part.captions]
-        generated = generate(generator, encode_captions(encoder, [[c] for c in first_captions])[:, 0], precision=ckpt["config"]["precision"])
+        generated = generate(generator, encode_unique(encoder, first_captions), precision=ckpt["config"]["precision"])
         metrics[split] = METRICS["colour_accuracy"](generated, part)
         if split == "test":  # two examples (small, upper left; large, centre) of each unseen pair
             wanted = {("small", "upper left"), ("large", "center")}

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-import torch
+import os
+from pathlib import Path
 
+import torch
+import torchvision.utils
+
+from sdn.cache import load_cache
+from sdn.checkpoint import check_compatible, generator_from_checkpoint, load_checkpoint
+from sdn.errors import UserError
 from sdn.generator import Generator
+from sdn.plots import captioned_grid
+from sdn.text import build_text_encoder, check_captions
 from sdn.training import autocast
 
 
@@ -23,15 +32,6 @@ def generate(generator: Generator, text: torch.Tensor, batch_size: int = 64, pre
 
 def sample_to_file(checkpoint: str, captions: list[str], out: str, n: int | None = None, device: str | None = None) -> None:
     """`sdn sample`: a grid with one row per caption and one column per output image."""
-    import os
-    from pathlib import Path
-
-    import torchvision.utils
-
-    from sdn.checkpoint import generator_from_checkpoint, load_checkpoint
-    from sdn.errors import UserError
-    from sdn.text import build_text_encoder, check_captions
-
     out_path = Path(out)
     if out_path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise UserError(f"--out must end in .png or .jpg, not {out_path.name!r}")
@@ -57,14 +57,6 @@ def sample_to_file(checkpoint: str, captions: list[str], out: str, n: int | None
 def sample_split_grid(checkpoint: str, cache: str, out: str, split: str = "test", count: int = 12, device: str | None = None) -> None:
     """Real images of `split` next to the generator's drawings of their first captions, one per
     class in turn (so a test split shows unseen classes), as a captioned grid."""
-    from pathlib import Path
-
-    from sdn.cache import load_cache
-    from sdn.checkpoint import check_compatible, generator_from_checkpoint, load_checkpoint
-    from sdn.errors import UserError
-    from sdn.plots import captioned_grid
-    from sdn.text import build_text_encoder
-
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt["config"]
     data = load_cache(cache, cfg["text_encoder"]).subset(split)
