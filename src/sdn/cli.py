@@ -25,7 +25,8 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
     g.add_argument("--batch-size", type=int, default=12)
     g.add_argument("--lr", type=float, default=1e-4)
     g.add_argument("--fc-dim", type=int, default=1024 if demo else 4096, help="width of g-fc8 and g-fc7")
-    g.add_argument("--tap-weights", default="inverse-mean" if demo else "equal", choices=["equal", "inverse-mean"])
+    g.add_argument("--tap-weights", default="inverse-mean", choices=["equal", "inverse-mean"],
+                   help="inverse-mean (default): each tap divided by its mean |activation| on real images, taps weighted alike; equal: the paper's raw sum")
     g.add_argument("--pixel-weight", type=float, default=50.0 if demo else 1.0,
                    help="weight of the image L1 term (the demo's default keeps the colour signal, which the teacher taps barely carry, from being drowned)")
     g.add_argument("--pair-post-relu", dest="pair_preactivation", action="store_false",

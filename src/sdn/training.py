@@ -73,9 +73,9 @@ def training_loop(
     lr: float = 1e-4,  # Adam learning rate (paper: 1e-4)
     fc_dim: int = 4096,  # width of g-fc8 and g-fc7
     pair_preactivation: bool = True,  # Stage I pairs G's pre-ReLU values with the taps (see Generator)
-    tap_weights: str = "equal",  # "equal": the paper's unweighted sum of raw tap L1s; "inverse-mean":
-    # each tap divided by its mean |activation| on real training images and weighted 1/(number of
-    # taps), so every tap counts alike and the taps together weigh about as much as a relative error
+    tap_weights: str = "inverse-mean",  # "inverse-mean": each tap divided by its mean |activation| on
+    # real training images and weighted 1/(number of taps), so every tap counts alike and the taps
+    # together weigh about as much as a relative error; "equal": the paper's unweighted sum of raw tap L1s
     pixel_weight: float = 1.0,  # weight of the image-space L1 term
     diverse_mean_weight: float = 0.001,  # CRN's small share of the mean over the n outputs
     precision: str = "bf16",  # "bf16" autocast (AMX on CPU, tensor cores on CUDA) or "fp32"
