@@ -14,10 +14,16 @@ from sdn.generator import Generator
 from sdn.losses import Stage1Loss
 from sdn.teachers import build_teacher
 from sdn.training import train_step, training_loop
-from test_training import TINY, tiny_data  # noqa: F401  (a fixture)
+import test_training
+from test_training import TINY
 
 # 18 train images in batches of 8: steps 1-3 are epoch 0 (stage 1), steps 4-6 epoch 1 (stage 2)
 RUN = {**TINY, "stage1_epochs": 1, "stage2_epochs": 1, "seed": 4, "checkpoint_every": 2}
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return test_training.tiny_data.__wrapped__()
 
 
 class Killed(Exception):

@@ -29,6 +29,8 @@ ARCHITECTURE_KEYS = ("teacher", "resolution", "text_encoder", "text_dim", "fc_di
 LATEST = "checkpoint-latest.pt"
 EXPORT = "generator.safetensors"
 _NUMBERED = re.compile(r"checkpoint-(\d+)\.pt")
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read, then put back: the process's umask, for the permissions of new files
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -48,6 +50,7 @@ def _fsync_dir(folder: Path) -> None:
 def _atomic_write(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the run's files from other users
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

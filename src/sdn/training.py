@@ -384,7 +384,7 @@ class RunLog:
             tmp = self.path.with_name(".stats.jsonl.tmp")
             tmp.write_text("".join(line + "\n" for line in kept))
             tmp.replace(self.path)
-        self.file = open(self.path, "a")
+        self.file = open(self.path, "a")  # noqa: SIM115 - open for the whole run, closed by close()
         self.tensorboard = _summary_writer(run_dir / "tensorboard")
 
     def step(self, step: int, epoch: int, stage: str, terms: dict[str, float], images_per_s: float, skipped: bool) -> None:
