@@ -77,7 +77,8 @@ def cmd_train(a) -> None:
             raise UserError(f"--size {a.size} but the cache {a.data} holds {data.resolution} px images")
     path = training_loop(data, a.out, seed=a.seed, resume=a.resume, overwrite=a.overwrite, checkpoint_every=a.checkpoint_every or None,
                          keep_checkpoints=a.keep_checkpoints, max_bad_steps=a.max_bad_steps, **_training_kwargs(a))
-    print(f"wrote {path}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, once
+        print(f"wrote {path} and {path.parent / 'generator.safetensors'}")
 
 
 def cmd_prepare(a) -> None:
@@ -96,6 +97,16 @@ def cmd_prepare(a) -> None:
     print(f"{out}: {manifest['split_counts']['train']} train / {manifest['split_counts']['test']} test images, "
           f"{manifest['captions_per_image']} captions each, {manifest['skipped']} skipped, "
           f"{len(manifest['problems'])} problem(s) listed in meta.json")
+
+
+def cmd_export(a) -> None:
+    from sdn.checkpoint import export_generator, generator_from_checkpoint, load_checkpoint
+
+    if not a.out.endswith(".safetensors"):
+        raise UserError(f"--out must end in .safetensors, not {a.out!r}")
+    ckpt = load_checkpoint(a.checkpoint)
+    path = export_generator(generator_from_checkpoint(ckpt), {**ckpt["config"], "step": ckpt["step"]}, a.out)
+    print(f"wrote {path} and {path.with_suffix('.json')}")
 
 
 def cmd_sample(a) -> None:
@@ -143,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-encoder", default="all-minilm-l6-v2", help="caption encoder to precompute, or 'none'")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("export", help="write a checkpoint's generator as safetensors (training does this at its end)")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder (its newest checkpoint)")
+    p.add_argument("--out", required=True, help="file to write, e.g. generator.safetensors (the configuration goes beside it as .json)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sample", help="draw images for captions you type")
     p.add_argument("--checkpoint", required=True, help="checkpoint file, exported generator.safetensors, or run folder")
