@@ -66,8 +66,8 @@ def local_device(device: str | None, world: World) -> torch.device:
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if dev.type == "cuda" and dev.index is None and world.distributed:
         dev = torch.device("cuda", world.local_rank)
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
+    if dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev)  # NCCL and all_gather_object use the current device
     return dev
 
 
