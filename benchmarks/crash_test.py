@@ -79,6 +79,10 @@ def train_command(a, out: Path) -> list[str]:
     return [sys.executable, "-m", "sdn", *args]
 
 
+def child_env(a) -> dict:
+    return {**os.environ, "SDN_CRASH_TEST_DEMO_EVERY": str(a.demo_every)}
+
+
 def logged_steps(out: Path) -> int:
     try:
         return len((out / "stats.jsonl").read_text().splitlines())
@@ -89,7 +93,7 @@ def logged_steps(out: Path) -> int:
 def run_to_end(a, out: Path) -> tuple[float, float]:
     """Train without interruption; returns (seconds to the first logged step, total seconds)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(train_command(a, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(train_command(a, out), env=child_env(a), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     first = None
     while proc.poll() is None:
         if first is None and logged_steps(out) > 0:
@@ -123,7 +127,6 @@ def main(argv: list[str] | None = None) -> int:
     if a.demo_every > 1:
         if a.text_encoder != HashEncoder.name:
             p.error("--demo-every works with the hash text encoder only")
-        os.environ["SDN_CRASH_TEST_DEMO_EVERY"] = str(a.demo_every)
 
     from sdn.checkpoint import checkpoint_files, load_checkpoint
 
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     kills = finished_early = kills_while_saving = 0
     progress = []
     for _ in range(a.kills):
-        proc = subprocess.Popen(train_command(a, crashed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(train_command(a, crashed), env=child_env(a), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.perf_counter() + rng.uniform(0.5 * startup, window)
         while proc.poll() is None and time.perf_counter() < deadline:
             time.sleep(0.01)
