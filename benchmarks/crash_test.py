@@ -124,9 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--kill-seed", type=int, default=1, help="seed of the kill moments")
     a = p.parse_args(argv)
-    if a.demo_every > 1:
-        if a.text_encoder != HashEncoder.name:
-            p.error("--demo-every works with the hash text encoder only")
+    if a.demo_every > 1 and a.text_encoder != HashEncoder.name:
+        p.error("--demo-every works with the hash text encoder only")
 
     from sdn.checkpoint import checkpoint_files, load_checkpoint
 
