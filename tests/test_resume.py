@@ -70,11 +70,14 @@ def test_a_truncated_newest_checkpoint_gives_way_to_the_previous_one(tmp_path, t
     with pytest.warns(UserWarning, match="cannot read checkpoint .*checkpoint-000003.pt"):
         path, ckpt = newest_checkpoint(tmp_path)
     assert path.name == "checkpoint-000002.pt" and ckpt["step"] == 2
+    half_written = tmp_path / ".checkpoint-000004.pt.x1y2.tmp"  # what a kill inside atomic_save leaves
+    half_written.write_bytes(b"PK\x03\x04 and no more")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         final = load_checkpoint(training_loop(tiny_data, tmp_path, resume="auto", **run))
     assert final["step"] == 3 and [s for s, *_ in final["history"]] == [1, 2, 3]
     assert (tmp_path / "checkpoint-000003.pt.unreadable").exists()  # moved aside, not deleted
+    assert not half_written.exists()
 
 
 def test_resume_bad_inputs_are_clear_errors(tmp_path, tiny_data):
