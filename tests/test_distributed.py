@@ -11,8 +11,8 @@ from sdn.checkpoint import load_checkpoint
 from sdn.errors import UserError
 from sdn.training import training_loop
 
-RUN = dict(teacher="efficientnet-lite0", text_encoder="test-hash", fc_dim=32, batch_size=8, progress=False, precision="fp32",
-           stage1_epochs=1, stage2_epochs=1, seed=2)
+RUN = {"teacher": "efficientnet-lite0", "text_encoder": "test-hash", "fc_dim": 32, "batch_size": 8, "progress": False,
+       "precision": "fp32", "stage1_epochs": 1, "stage2_epochs": 1, "seed": 2}
 
 
 def _tiny_data():
@@ -23,6 +23,7 @@ def _tiny_data():
 
 def _worker(rank: int, world_size: int, folder: str) -> None:
     from conftest import HashEncoder
+
     from sdn import text
 
     text.TEXT_ENCODERS[HashEncoder.name] = HashEncoder

@@ -5,17 +5,22 @@ import math
 import warnings
 
 import pytest
+import test_training
 import torch
+from test_training import TINY
 
 from sdn import training
-from sdn.checkpoint import checkpoint_files, generator_from_checkpoint, load_checkpoint, newest_checkpoint
+from sdn.checkpoint import (
+    checkpoint_files,
+    generator_from_checkpoint,
+    load_checkpoint,
+    newest_checkpoint,
+)
 from sdn.errors import UserError
 from sdn.generator import Generator
 from sdn.losses import Stage1Loss
 from sdn.teachers import build_teacher
 from sdn.training import train_step, training_loop
-import test_training
-from test_training import TINY
 
 # 18 train images in batches of 8: steps 1-3 are epoch 0 (stage 1), steps 4-6 epoch 1 (stage 2)
 RUN = {**TINY, "stage1_epochs": 1, "stage2_epochs": 1, "seed": 4, "checkpoint_every": 2}
