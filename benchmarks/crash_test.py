@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--demo-every", type=int, default=1, help="train on every n-th demo image only (with the hash encoder)")
     p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--kill-seed", type=int, default=1, help="seed of the kill moments")
+    p.add_argument("--kill-while-saving-every", type=int, default=4, metavar="K",
+                   help="every K-th kill waits, after its random delay, for a checkpoint write to begin (0: never)")
     a = p.parse_args(argv)
     if a.demo_every > 1 and a.text_encoder != HashEncoder.name:
         p.error("--demo-every works with the hash text encoder only")
@@ -144,11 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     window = startup + 2 * (total - startup) / a.kills  # kills spread so that the run still ends after the last one
     kills = finished_early = kills_while_saving = 0
     progress = []
-    for _ in range(a.kills):
+    for n in range(1, a.kills + 1):
         proc = subprocess.Popen(train_command(a, crashed), env=child_env(a), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.perf_counter() + rng.uniform(0.5 * startup, window)
         while proc.poll() is None and time.perf_counter() < deadline:
             time.sleep(0.01)
+        # Writes are short, so random moments seldom fall inside one: aim some kills at them.
+        while a.kill_while_saving_every and n % a.kill_while_saving_every == 0 and proc.poll() is None:
+            if any(crashed.glob(".checkpoint-*.tmp")):
+                break
+            time.sleep(0.002)
         if proc.poll() is not None:  # it finished (or failed) before its kill
             finished_early += 1
             if proc.returncode != 0:
