@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--kill-seed", type=int, default=1, help="seed of the kill moments")
     p.add_argument("--kill-while-saving-every", type=int, default=4, metavar="K",
-                   help="every K-th kill waits, after its random delay, for a checkpoint write to begin (0: never)")
+                   help="every K-th kill strikes while the run writes its first checkpoint (0: never)")
     a = p.parse_args(argv)
     if a.demo_every > 1 and a.text_encoder != HashEncoder.name:
         p.error("--demo-every works with the hash text encoder only")
@@ -143,18 +143,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"reference run: {total:.1f} s ({startup:.1f} s until its first step)")
 
     rng = random.Random(a.kill_seed)
-    window = startup + 2 * (total - startup) / a.kills  # kills spread so that the run still ends after the last one
+    window = startup + 1.5 * (total - startup) / a.kills  # kills spread so that the run still ends after the last one
     kills = finished_early = kills_while_saving = 0
     progress = []
+    def half_written() -> set[Path]:
+        return set(crashed.glob(".checkpoint-*.tmp"))
+
     for n in range(1, a.kills + 1):
+        earlier = half_written()  # left by the previous kill, until the new run clears them
         proc = subprocess.Popen(train_command(a, crashed), env=child_env(a), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        aimed = a.kill_while_saving_every and n % a.kill_while_saving_every == 0
         deadline = time.perf_counter() + rng.uniform(0.5 * startup, window)
-        while proc.poll() is None and time.perf_counter() < deadline:
+        while proc.poll() is None and not aimed and time.perf_counter() < deadline:
             time.sleep(0.01)
-        # Writes are short, so random moments seldom fall inside one: aim some kills at them.
-        while a.kill_while_saving_every and n % a.kill_while_saving_every == 0 and proc.poll() is None:
-            if any(crashed.glob(".checkpoint-*.tmp")):
-                break
+        # Writes are short, so random moments seldom fall inside one: aimed kills strike during the run's first write.
+        while aimed and proc.poll() is None and not half_written() - earlier:
             time.sleep(0.002)
         if proc.poll() is not None:  # it finished (or failed) before its kill
             finished_early += 1
@@ -165,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         kills += 1
-        kills_while_saving += any(crashed.glob(".checkpoint-*.tmp"))
+        kills_while_saving += bool(half_written() - earlier)
         files = checkpoint_files(crashed) if crashed.exists() else []
         progress.append(int(files[0].stem.split("-")[1]) if files and files[0].stem[-1].isdigit() else 0)
     print(f"kills: {kills}; newest checkpoint step after each: {progress}")
