@@ -1,6 +1,7 @@
 """The `sdn` command end to end on a tiny configuration, and every bad input of issue 2."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -47,9 +48,19 @@ def test_sample_draws_a_grid_for_typed_captions(demo_run, tmp_path):
     assert (w, h) == (2 + 2 * 34, 2 + 34)  # two 32-px images in a row, 2-px padding
 
 
-def run_cli(*args):
+def test_sample_and_export_use_the_safetensors_export(demo_run, tmp_path):
+    exported = tmp_path / "g.safetensors"
+    assert main(["export", "--checkpoint", str(demo_run), "--out", str(exported)]) == 0
+    assert exported.read_bytes() == (demo_run / "generator.safetensors").read_bytes()  # the same as training's own
+    for source in (exported, demo_run / "generator.safetensors"):
+        out = tmp_path / f"{source.parent.name}.png"
+        assert main(["sample", "--checkpoint", str(source), "--text", "a big red circle", "--out", str(out)]) == 0
+        assert out.stat().st_size > 0
+
+
+def run_cli(*args, env=None):
     """Run `python -m sdn` in a fresh process: returns (exit code, stderr)."""
-    p = subprocess.run([sys.executable, "-m", "sdn", *args], capture_output=True, text=True, timeout=300)
+    p = subprocess.run([sys.executable, "-m", "sdn", *args], capture_output=True, text=True, timeout=300, env=env)
     return p.returncode, p.stderr
 
 
@@ -92,10 +103,14 @@ def test_train_bad_inputs_are_one_line(demo_run, tmp_path):
         (["--out", str(tmp_path / "r"), "--teacher", "alexnet", "--size", "32"], "unknown teacher"),
         (["--out", str(tmp_path / "r"), "--resume", str(demo_run), "--fc-dim", "64", "--size", "32", "--teacher", "efficientnet-lite0"],
          "checkpoint was made with"),
+        (["--out", str(tmp_path / "r"), "--resume", str(tmp_path), "--size", "32", "--teacher", "efficientnet-lite0"], "no checkpoint in"),
     ]
     for args, match in cases:
         assert_one_clear_line(*run_cli("train", "--no-progress", *args), match)
     assert blocker.read_text() == "keep"
+    # as torchrun --nproc_per_node 5 would start it: 12 images do not split over 5 processes
+    env = {**os.environ, "WORLD_SIZE": "5", "RANK": "0", "LOCAL_RANK": "0"}
+    assert_one_clear_line(*run_cli("train", "--no-progress", "--out", str(tmp_path / "r"), "--size", "32", env=env), "must divide evenly over the 5")
 
 
 def test_checkpoints_load_with_weights_only(demo_run):

@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -91,4 +92,5 @@ def test_a_fresh_run_does_not_silently_replace_an_existing_one(tmp_path, tiny_da
         training_loop(tiny_data, tmp_path, stage1_epochs=1, stage2_epochs=0, **TINY)
     assert path.read_bytes() == before
     training_loop(tiny_data, tmp_path, stage1_epochs=1, stage2_epochs=0, overwrite=True, **TINY)
-    assert len((tmp_path / "stats.jsonl").read_text().splitlines()) == 1  # the new run's log only
+    lines = (tmp_path / "stats.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]  # the new run's log only, one line per step

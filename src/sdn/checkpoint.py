@@ -1,9 +1,21 @@
-"""Checkpoints: written atomically, read with `weights_only=True` (no arbitrary unpickling)."""
+"""Checkpoints: written atomically, read with `weights_only=True` (no arbitrary unpickling).
+
+A run folder holds numbered checkpoints (`checkpoint-000123.pt`, the step), the newest few of them
+kept, and `checkpoint-latest.pt`, a hard link to the newest (the name earlier versions wrote). Each
+file is written to a temporary name, flushed to disk and renamed, so a kill at any moment leaves the
+earlier checkpoints intact; one that still fails to read (a truncated copy, a full disk) is skipped
+with a warning in favour of the one before it. The weights alone, for drawing, are exported as
+`generator.safetensors` (no pickle at all) with the configuration in `generator.json` beside it.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -14,29 +26,102 @@ from sdn.teachers import teacher_taps
 
 # Settings that fix the generator's architecture or meaning; a checkpoint only fits a run that agrees.
 ARCHITECTURE_KEYS = ("teacher", "resolution", "text_encoder", "text_dim", "fc_dim", "n_outputs")
+LATEST = "checkpoint-latest.pt"
+EXPORT = "generator.safetensors"
+_NUMBERED = re.compile(r"checkpoint-(\d+)\.pt")
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read, then put back: the process's umask, for the permissions of new files
 
 
-def atomic_save(obj, path: str | Path) -> None:
-    """torch.save to a temporary file beside `path`, flush to disk, then rename over it."""
-    path = Path(path)
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable: without this a power cut can forget it even after the file's own fsync."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # not possible everywhere (e.g. Windows); the rename itself is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the run's files from other users
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoint-latest.pt"
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
+def atomic_save(obj, path: str | Path) -> None:
+    """torch.save to a temporary file beside `path`, flush to disk, then rename over it."""
+    _atomic_write(Path(path), lambda f: torch.save(obj, f))
+
+
+def checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / f"checkpoint-{step:06d}.pt"
+
+
+def checkpoint_files(run_dir: str | Path) -> list[Path]:
+    """The run folder's checkpoints, newest (highest step) first; a lone legacy
+    `checkpoint-latest.pt` last, as the fallback of last resort."""
+    run_dir = Path(run_dir)
+    numbered = sorted((int(m.group(1)), p) for p in run_dir.glob("checkpoint-*.pt") if (m := _NUMBERED.fullmatch(p.name)))
+    files = [p for _, p in reversed(numbered)]
+    if (run_dir / LATEST).is_file():
+        files.append(run_dir / LATEST)
+    return files
+
+
+def save_numbered(state: dict, run_dir: str | Path, keep: int) -> Path:
+    """Write `checkpoint-<step>.pt`, point `checkpoint-latest.pt` at it, delete all but the newest `keep`."""
+    run_dir = Path(run_dir)
+    path = checkpoint_path(run_dir, state["step"])
+    atomic_save(state, path)
+    _point_latest(path)
+    for old in [p for p in checkpoint_files(run_dir) if p.name != LATEST][keep:]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def _point_latest(path: Path) -> None:
+    """checkpoint-latest.pt becomes a hard link to `path` (no extra bytes written), swapped in by an
+    atomic rename; where the file system has no hard links, a copy."""
+    tmp = path.parent / f".{LATEST}.link"
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(path, tmp)
+    except OSError:
+        shutil.copyfile(path, tmp)
+    os.replace(tmp, path.parent / LATEST)
+
+
+def remove_run_files(run_dir: str | Path) -> None:
+    """Before a fresh run in an old folder: its checkpoints would otherwise outrank the new ones."""
+    run_dir = Path(run_dir)
+    for p in checkpoint_files(run_dir) + [run_dir / EXPORT, run_dir / "generator.json"]:
+        p.unlink(missing_ok=True)
+    remove_stale_temporaries(run_dir)
+
+
+def remove_stale_temporaries(run_dir: str | Path) -> None:
+    """Half-written files of a process killed while saving."""
+    for p in Path(run_dir).glob(".checkpoint-*"):
+        p.unlink(missing_ok=True)
+
+
+def _read(path: Path) -> dict:
+    if path.suffix == ".safetensors":
+        return load_export(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -44,6 +129,60 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(ckpt, dict) or not {"config", "generator", "step"} <= ckpt.keys():
         raise UserError(f"{path} is not an sdn checkpoint")
     return ckpt
+
+
+def newest_checkpoint(run_dir: str | Path) -> tuple[Path, dict] | None:
+    """The newest checkpoint of `run_dir` that reads, warning about each newer one that does not; None if none does."""
+    for path in checkpoint_files(run_dir):
+        try:
+            return path, _read(path)
+        except UserError as e:
+            warnings.warn(f"{e}; trying the previous checkpoint")
+    return None
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint file, an exported `.safetensors` generator, or a run folder (its newest readable
+    checkpoint, else its export)."""
+    path = Path(path)
+    if path.is_dir():
+        found = newest_checkpoint(path)
+        if found is not None:
+            return found[1]
+        if (path / EXPORT).is_file():
+            return load_export(path / EXPORT)
+        raise UserError(f"no checkpoint in {path}")
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    return _read(path)
+
+
+def export_generator(generator: torch.nn.Module, config: dict, path: str | Path) -> Path:
+    """The generator's weights as safetensors (the configuration in its metadata and, for people,
+    in a JSON file beside it): all `sdn sample` needs, loadable without unpickling anything."""
+    from safetensors.torch import save
+
+    path = Path(path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    blob = save(tensors, metadata={"sdn_config": json.dumps(config)})
+    _atomic_write(path, lambda f: f.write(blob))
+    _atomic_write(path.with_suffix(".json"), lambda f: f.write((json.dumps(config, indent=2) + "\n").encode()))
+    return path
+
+
+def load_export(path: str | Path) -> dict:
+    """An export read back in the shape of a checkpoint (config, generator, step)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        config = json.loads(metadata["sdn_config"])
+    except Exception as e:
+        raise UserError(f"cannot read exported generator {path} (corrupt, truncated or not an sdn export): {type(e).__name__}") from None
+    return {"config": config, "generator": tensors, "step": config.get("step")}
 
 
 def check_compatible(ckpt_config: dict, config: dict, what: str = "this run") -> None:

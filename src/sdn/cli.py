@@ -22,7 +22,7 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
     g.add_argument("--n-outputs", type=int, help="images per caption (diverse synthesis); default 3 for --scheme diverse, else 1")
     g.add_argument("--stage1-epochs", type=int, default=18 if demo else 100)
     g.add_argument("--stage2-epochs", type=int, default=14 if demo else 100)
-    g.add_argument("--batch-size", type=int, default=12)
+    g.add_argument("--batch-size", type=int, default=12, help="images per step over all processes (with torchrun: a multiple of their number)")
     g.add_argument("--lr", type=float, default=1e-4)
     g.add_argument("--fc-dim", type=int, default=1024 if demo else 4096, help="width of g-fc8 and g-fc7")
     g.add_argument("--tap-weights", default="inverse-mean", choices=["equal", "inverse-mean"],
@@ -58,7 +58,7 @@ def cmd_demo(a) -> None:
     report = run_demo(a.out, resolution=a.size, seed=a.seed, **_training_kwargs(a))
     print(f"colour accuracy on unseen colour-shape pairs: {report['colour_accuracy_test_unseen_pairs']:.1%} "
           f"(train pairs {report['colour_accuracy_train']:.1%}); wall time {report['wall_seconds']:.0f} s")
-    print(f"wrote {a.out}/samples.png, loss.png, metrics.json, checkpoint-latest.pt")
+    print(f"wrote {a.out}/samples.png, loss.png, metrics.json, checkpoints, generator.safetensors")
 
 
 def cmd_train(a) -> None:
@@ -77,8 +77,10 @@ def cmd_train(a) -> None:
         data = load_cache(a.data, a.text_encoder)
         if a.size is not None and a.size != data.resolution:
             raise UserError(f"--size {a.size} but the cache {a.data} holds {data.resolution} px images")
-    path = training_loop(data, a.out, seed=a.seed, resume=a.resume, overwrite=a.overwrite, **_training_kwargs(a))
-    print(f"wrote {path}")
+    path = training_loop(data, a.out, seed=a.seed, resume=a.resume, overwrite=a.overwrite, checkpoint_every=a.checkpoint_every or None,
+                         keep_checkpoints=a.keep_checkpoints, max_bad_steps=a.max_bad_steps, **_training_kwargs(a))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, once
+        print(f"wrote {path} and {path.parent / 'generator.safetensors'}")
 
 
 def cmd_prepare(a) -> None:
@@ -97,6 +99,16 @@ def cmd_prepare(a) -> None:
     print(f"{out}: {manifest['split_counts']['train']} train / {manifest['split_counts']['test']} test images, "
           f"{manifest['captions_per_image']} captions each, {manifest['skipped']} skipped, "
           f"{len(manifest['problems'])} problem(s) listed in meta.json")
+
+
+def cmd_export(a) -> None:
+    from sdn.checkpoint import export_generator, generator_from_checkpoint, load_checkpoint
+
+    if not a.out.endswith(".safetensors"):
+        raise UserError(f"--out must end in .safetensors, not {a.out!r}")
+    ckpt = load_checkpoint(a.checkpoint)
+    path = export_generator(generator_from_checkpoint(ckpt), {**ckpt["config"], "step": ckpt["step"]}, a.out)
+    print(f"wrote {path} and {path.with_suffix('.json')}")
 
 
 def cmd_sample(a) -> None:
@@ -161,7 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a generator")
     p.add_argument("--data", default="demo", help="'demo' (built-in data) or a cache folder made by `sdn data prepare`")
     p.add_argument("--out", required=True, help="run folder (checkpoints, stats.jsonl)")
-    p.add_argument("--resume", metavar="CHECKPOINT", help="checkpoint file or run folder to continue from")
+    p.add_argument("--resume", metavar="auto|PATH",
+                   help="continue exactly where a run stopped: 'auto' (the newest readable checkpoint in --out, else start afresh), a checkpoint file or a run folder")
+    p.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS", help="checkpoint every this many steps as well as at each epoch end (0: epoch ends only)")
+    p.add_argument("--keep-checkpoints", type=int, default=3, metavar="K", help="numbered checkpoints kept in --out")
+    p.add_argument("--max-bad-steps", type=int, default=5, metavar="N", help="stop after N non-finite losses in a row (each is skipped)")
     p.add_argument("--overwrite", action="store_true", help="start afresh in a run folder that already holds a run")
     _add_training_args(p, demo=False)
     p.set_defaults(func=cmd_train)
@@ -179,8 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_prepare)
 
+    p = sub.add_parser("export", help="write a checkpoint's generator as safetensors (training does this at its end)")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder (its newest checkpoint)")
+    p.add_argument("--out", required=True, help="file to write, e.g. generator.safetensors (the configuration goes beside it as .json)")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("sample", help="draw images for captions you type")
-    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file, exported generator.safetensors, or run folder")
     p.add_argument("--text", action="append", help="a caption (repeat for several)")
     p.add_argument("--data", help="instead of --text: a prepared cache; draws its images' captions next to the real images")
     p.add_argument("--split", default="test", choices=["train", "test"], help="with --data: which split")
@@ -262,6 +283,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sdn: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("sdn: interrupted; the last completed epoch's checkpoint is kept", file=sys.stderr)
+        print("sdn: interrupted; the last checkpoint is kept (continue with --resume auto)", file=sys.stderr)
         return 130
     return 0

@@ -13,7 +13,10 @@ caption; the image-dependent part of the loss is the minimum over the n images, 
 the best image gets the gradient. `diverse_mean_weight` (CRN uses 0.001) adds that small fraction of
 the mean over all n images so that no output is starved of gradient forever.
 
-All losses accumulate in fp32 whatever precision the networks ran in.
+All losses accumulate in fp32 whatever precision the networks ran in. Each call also leaves its parts
+in `terms` (batch means, detached, named as in `term_names`) for the training log: the tap and pixel
+parts of the output the loss counted (the best one per caption when n > 1, whose small mean share is
+left out, so only with n = 1 do the parts add up to the loss exactly).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ def l1_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class _Weighted:
     """tap_weights: one weight per tap. tap_scales: one divisor per tap applied to the teacher's
     activations (None = 1 each), so that each tap is compared in units of its typical size."""
+
+    term_names: tuple[str, ...] = ("taps", "pixel")
 
     def __init__(self, tap_weights: Sequence[float] | torch.Tensor, pixel_weight: float = 1.0, diverse_mean_weight: float = 0.0,
                  tap_scales: Sequence[float] | torch.Tensor | None = None):
@@ -56,6 +61,12 @@ class _Weighted:
             best = best + self.diverse_mean_weight * per_output.mean(1)
         return best
 
+    def keep_terms(self, taps: torch.Tensor | None, pixel: torch.Tensor, per_output: torch.Tensor) -> None:
+        """taps, pixel: (B, n) parts of per_output (B, n); keeps those of each caption's best output."""
+        best = per_output.detach().argmin(1, keepdim=True)
+        parts = {"taps": taps, "pixel": pixel}
+        self.terms = {name: parts[name].detach().gather(1, best).mean() for name in self.term_names}
+
 
 def image_loss(real: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """Eq. 2 per output: real (B, 3, H, W), images (B, n, 3, H, W) -> (B, n)."""
@@ -65,8 +76,12 @@ def image_loss(real: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
 class ImageLoss(_Weighted):
     """The "image space loss" baseline: pixel L1 only (min over outputs when n > 1)."""
 
+    term_names = ("pixel",)
+
     def __call__(self, real, images, **_) -> torch.Tensor:
-        return self.min_over_outputs(self.pixel_weight * image_loss(real, images)).mean()
+        pixel = self.pixel_weight * image_loss(real, images)
+        self.keep_terms(None, pixel, pixel)
+        return self.min_over_outputs(pixel).mean()
 
 
 class Stage1Loss(_Weighted):
@@ -74,7 +89,9 @@ class Stage1Loss(_Weighted):
 
     def __call__(self, real, images, real_feats, generator_acts, **_) -> torch.Tensor:
         taps = self.taps_per_image(self.scaled(real_feats), generator_acts)
-        return (taps + self.min_over_outputs(self.pixel_weight * image_loss(real, images))).mean()
+        pixel = self.pixel_weight * image_loss(real, images)
+        self.keep_terms(taps.unsqueeze(1).expand_as(pixel), pixel, pixel)
+        return (taps + self.min_over_outputs(pixel)).mean()
 
 
 class Stage2Loss(_Weighted):
@@ -87,4 +104,20 @@ class Stage2Loss(_Weighted):
         b, n = images.shape[:2]
         expanded = [f.repeat_interleave(n, 0) for f in self.scaled(real_feats)]
         taps = self.taps_per_image(expanded, self.scaled(fake_feats)).view(b, n)
-        return self.min_over_outputs(taps + self.pixel_weight * image_loss(real, images)).mean()
+        pixel = self.pixel_weight * image_loss(real, images)
+        self.keep_terms(taps, pixel, taps + pixel)
+        return self.min_over_outputs(taps + pixel).mean()
+
+
+class SumOfLosses:
+    """Several losses added (the "joint" scheme: Stage I and Stage II together); the parts of each
+    are named `<loss>_<part>`."""
+
+    def __init__(self, **losses):
+        self.losses = losses
+        self.term_names = tuple(f"{name}_{t}" for name, loss in losses.items() for t in loss.term_names)
+
+    def __call__(self, **kw) -> torch.Tensor:
+        total = sum(loss(**kw) for loss in self.losses.values())
+        self.terms = {f"{name}_{t}": v for name, loss in self.losses.items() for t, v in loss.terms.items()}
+        return total

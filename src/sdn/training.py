@@ -1,21 +1,29 @@
-"""The one SDN training loop: every scheme of the paper's Table 3, checkpoints every epoch, resume."""
+"""The one SDN training loop: every scheme of the paper's Table 3, data parallel over torchrun's
+processes (see sdn.distributed), checkpoints that survive a kill at any moment, exact resume, a guard
+against diverging losses, and a per-step log."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import math
+import random
+import resource
 import time
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sdn.checkpoint import atomic_save, check_compatible, load_checkpoint
+from sdn import distributed
+from sdn.checkpoint import (EXPORT, LATEST, check_compatible, checkpoint_files, export_generator, load_checkpoint,
+                            newest_checkpoint, remove_run_files, remove_stale_temporaries, save_numbered)
 from sdn.data import CaptionedImages
 from sdn.errors import UserError
 from sdn.generator import Generator
-from sdn.losses import ImageLoss, Stage1Loss, Stage2Loss
+from sdn.losses import ImageLoss, Stage1Loss, Stage2Loss, SumOfLosses
 from sdn.teachers import Teacher, build_teacher
 from sdn.text import TextEncoder, build_text_encoder, encode_unique
 
@@ -69,7 +77,7 @@ def training_loop(
     n_outputs: int | None = None,  # images per caption; None = 3 for "diverse", else 1
     stage1_epochs: int = 100,  # epochs with the first loss of the scheme (paper: 100)
     stage2_epochs: int = 100,  # epochs with the second loss of the scheme (paper: 100)
-    batch_size: int = 12,  # images per step (paper: 12)
+    batch_size: int = 12,  # images per step over all processes (paper: 12); a multiple of the number of processes
     lr: float = 1e-4,  # Adam learning rate (paper: 1e-4)
     fc_dim: int = 4096,  # width of g-fc8 and g-fc7
     pair_preactivation: bool = True,  # Stage I pairs G's pre-ReLU values with the taps (see Generator)
@@ -81,7 +89,11 @@ def training_loop(
     precision: str = "bf16",  # "bf16" autocast (AMX on CPU, tensor cores on CUDA) or "fp32"
     channels_last: bool = True,  # NHWC memory format for the convolutions
     seed: int = 0,  # initialisation, data order and caption choice
-    resume: str | Path | None = None,  # checkpoint file or run folder to continue from
+    resume: str | Path | None = None,  # checkpoint file or run folder to continue from, exactly where it stopped;
+    # "auto": the newest readable checkpoint in run_dir, or a fresh start if it has none
+    checkpoint_every: int | None = 500,  # also checkpoint every this many steps (None: at the end of each epoch only)
+    keep_checkpoints: int = 3,  # numbered checkpoints kept in run_dir; older ones are deleted
+    max_bad_steps: int = 5,  # a non-finite loss skips its step; this many in a row stop training
     device: str | None = None,  # "cpu", "cuda", ...; None = CUDA when available
     progress: bool = True,  # show a progress bar
     text_encoder_instance: TextEncoder | None = None,  # an already-built encoder, to reuse
@@ -99,11 +111,17 @@ def training_loop(
         raise UserError("the diverse scheme needs --n-outputs of 2 or more")
     if batch_size < 1 or stage1_epochs < 0 or stage2_epochs < 0 or stage1_epochs + stage2_epochs < 1:
         raise UserError("batch size must be >= 1 and the epochs must add up to at least 1")
+    if (checkpoint_every is not None and checkpoint_every < 1) or keep_checkpoints < 1 or max_bad_steps < 1:
+        raise UserError("--checkpoint-every, --keep-checkpoints and --max-bad-steps must be 1 or more")
+    world_size = distributed.world_size_from_env()
+    if batch_size % world_size:
+        raise UserError(f"the batch size {batch_size} is the global batch and must divide evenly over the {world_size} "
+                        f"processes: choose a multiple of {world_size}")
     run_dir = Path(run_dir)
-    _ensure_writable(run_dir)
-    if resume is None and (run_dir / "checkpoint-latest.pt").exists() and not overwrite:
-        raise UserError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, or pass --overwrite to start afresh")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    world = distributed.setup(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    dev = distributed.local_device(device, world)
+    if world.is_main:
+        _ensure_writable(run_dir)
     train = data.subset("train")
     if len(train) == 0:
         raise UserError("the data has no training images")
@@ -118,9 +136,14 @@ def training_loop(
         tap_weights=tap_weights, pixel_weight=pixel_weight, diverse_mean_weight=diverse_mean_weight,
         precision=precision, channels_last=channels_last, seed=seed,
     )
-    ckpt = None
-    if resume is not None:  # checked before anything slow is built
-        ckpt = load_checkpoint(resume)
+    distributed.check_same_settings(
+        {**config, "run_dir": str(run_dir), "resume": None if resume is None else str(resume), "overwrite": overwrite,
+         "checkpoint_every": checkpoint_every, "keep_checkpoints": keep_checkpoints, "max_bad_steps": max_bad_steps,
+         "train_images": len(train), "world_size": world.world_size},
+        world,
+    )
+    ckpt = _find_resume_checkpoint(resume, run_dir, overwrite, world)  # checked before anything slow is built
+    if ckpt is not None:
         check_compatible(ckpt["config"], config, "this run")
 
     teacher_net = build_teacher(teacher, teacher_weights, teacher_init, teacher_pooling, data.resolution).to(dev)
@@ -142,7 +165,9 @@ def training_loop(
         generator.load_state_dict(ckpt["generator"])
         optimizer.load_state_dict(ckpt["optimizer"])
         weights, scales = ckpt["tap_weights"], ckpt["tap_scales"]
-        start_epoch, step, history = ckpt["epoch"] + 1, ckpt["step"], ckpt.get("history", [])
+        step, history, skipped_steps = ckpt["step"], ckpt.get("history", []), ckpt.get("skipped_steps", 0)
+        start_epoch, start_image = _resume_position(ckpt, len(train))
+        _set_rng_states(ckpt.get("rng"), world)
     else:
         generator.set_text_statistics(embeddings.flatten(0, 1).to(dev))
         if tap_weights == "inverse-mean":
@@ -152,71 +177,264 @@ def training_loop(
             weights = torch.full((len(teacher_net.taps),), 1 / len(teacher_net.taps))
         else:
             scales, weights = None, torch.ones(len(teacher_net.taps))
-        start_epoch, step, history = 0, 0, []
+        step, history, skipped_steps, start_epoch, start_image = 0, [], 0, 0, 0
+    distributed.broadcast_parameters(generator, world)
 
     losses = {
         "image": ImageLoss(weights, pixel_weight, diverse_mean_weight, scales),
         "stage1": Stage1Loss(weights, pixel_weight, diverse_mean_weight, scales),
         "stage2": Stage2Loss(weights, pixel_weight, diverse_mean_weight, scales),
     }
-    losses["joint"] = lambda **kw: losses["stage1"](**kw) + losses["stage2"](**kw)
+    losses["joint"] = SumOfLosses(stage1=losses["stage1"], stage2=losses["stage2"])
 
     total_epochs = stage1_epochs + stage2_epochs
     steps_per_epoch = math.ceil(len(train) / batch_size)
-    stats_path = run_dir / "stats.jsonl"
-    if ckpt is None:
-        stats_path.unlink(missing_ok=True)  # a fresh run's log starts empty
-    bar = tqdm(total=total_epochs * steps_per_epoch, initial=step, disable=not progress, desc=f"train {scheme}", unit="step", dynamic_ncols=True)
-    last = None
+    log = RunLog(run_dir, step if ckpt is not None else None, lr, dev) if world.is_main else None
+    preview = embeddings[:8, 0].to(dev)  # the same captions drawn at every epoch end, for TensorBoard
+    bar = tqdm(total=total_epochs * steps_per_epoch, initial=step, disable=not (progress and world.is_main), desc=f"train {scheme}",
+               unit="step", dynamic_ncols=True)
+
+    def save(epoch: int, images_done: int) -> None:
+        rng = distributed.gather_objects(_rng_states(), world)  # every rank takes part; rank 0 writes
+        if world.is_main:
+            state = {
+                "config": config, "generator": generator.state_dict(), "optimizer": optimizer.state_dict(),
+                "tap_weights": weights, "tap_scales": scales, "epoch": epoch, "step": step, "history": history,
+                "position": {"epoch": epoch, "images": images_done}, "rng": rng, "skipped_steps": skipped_steps,
+            }
+            save_numbered(state, run_dir, keep_checkpoints)
+
+    bad_in_a_row = 0
     for epoch in range(start_epoch, total_epochs):
         stage = SCHEMES[scheme][0] if epoch < stage1_epochs else SCHEMES[scheme][1]
-        order_rng = torch.Generator().manual_seed(seed * 100003 + epoch)  # data order fixed by (seed, epoch)
-        order = torch.randperm(len(train), generator=order_rng)
-        caption_pick = torch.randint(embeddings.shape[1], (len(train),), generator=order_rng)
-        epoch_start, sums = time.perf_counter(), []
-        for i in range(0, len(train), batch_size):
-            idx = order[i : i + batch_size]
+        order, caption_pick = epoch_order(seed, epoch, len(train), embeddings.shape[1])
+        for i in range(start_image if epoch == start_epoch else 0, len(train), batch_size):
+            batch = order[i : i + batch_size]
+            idx = distributed.shard(batch, batch_size, world)
             real = (train.images[idx].to(dev, non_blocking=True).float() / 255).contiguous(memory_format=memory_format)
             text = embeddings[idx, caption_pick[idx]].to(dev, non_blocking=True)
-            loss = train_step(generator, teacher_net, losses[stage], stage, real, text, optimizer, dev, precision)
+            started = time.perf_counter()
+            terms = train_step(generator, teacher_net, losses[stage], stage, real, text, optimizer, dev, precision,
+                               share=len(idx) / len(batch))
+            seconds = time.perf_counter() - started
             step += 1
-            sums.append(loss)
-            history.append((step, stage, loss))
+            loss = terms["loss"]
+            if math.isfinite(loss):
+                bad_in_a_row = 0
+                history.append((step, stage, loss))
+            else:
+                bad_in_a_row, skipped_steps = bad_in_a_row + 1, skipped_steps + 1
+                _stop_if_diverged(bad_in_a_row, max_bad_steps, step, run_dir, world)
+            if log is not None:
+                log.step(step, epoch, stage, terms, len(batch) / seconds, skipped=not math.isfinite(loss))
             bar.update(1)
             bar.set_postfix(stage=stage, loss=f"{loss:.4f}", refresh=False)
-        seconds = time.perf_counter() - epoch_start
-        record = {"epoch": epoch, "step": step, "stage": stage, "loss": sum(sums) / len(sums), "images_per_s": len(train) / seconds, "lr": lr}
-        with open(stats_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        last = _save(run_dir, generator, optimizer, weights, scales, config, epoch, step, history)
+            epoch_done = i + batch_size >= len(train)
+            if epoch_done or (checkpoint_every is not None and step % checkpoint_every == 0):
+                save(epoch, min(i + batch_size, len(train)))
+        if log is not None:
+            log.epoch_end(step, generator, preview, precision)
     bar.close()
-    return last or run_dir / "checkpoint-latest.pt"
+    if log is not None:
+        log.close()
+    if world.is_main:
+        export_generator(generator, {**config, "step": step}, run_dir / EXPORT)
+    distributed.barrier(world)  # no rank leaves (and tears the group down) while rank 0 still writes
+    files = checkpoint_files(run_dir)
+    return files[0] if files else run_dir / LATEST
 
 
-def train_step(generator, teacher, loss_fn, stage, real, text, optimizer, dev, precision) -> float:
-    with autocast(dev, precision):
-        images, acts = generator(text)
-        real_feats = fake_feats = None
-        if stage != "image":
-            with torch.no_grad():  # one teacher pass on the real images, shared by every term
-                real_feats = teacher(real)
-        if stage in ("stage2", "joint"):
-            fake_feats = teacher(images.flatten(0, 1))
-    loss = loss_fn(real=real, images=images, real_feats=real_feats, fake_feats=fake_feats, generator_acts=acts)
+def epoch_order(seed: int, epoch: int, n_images: int, captions_per_image: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The epoch's image order and the caption drawn for each image: fixed by (seed, epoch) alone, so
+    every process and every resumed run sees the same ones."""
+    order_rng = torch.Generator().manual_seed(seed * 100003 + epoch)
+    order = torch.randperm(n_images, generator=order_rng)
+    caption_pick = torch.randint(captions_per_image, (n_images,), generator=order_rng)
+    return order, caption_pick
+
+
+def train_step(generator, teacher, loss_fn, stage, real, text, optimizer, dev, precision, share: float = 1.0) -> dict[str, float]:
+    """One optimiser step on this process's slice of the global batch; `share` is the slice's
+    fraction of the batch, which weighs its loss so that the gradients summed over processes are
+    those of the whole batch's mean loss. Returns the whole batch's loss and its parts. A non-finite
+    loss skips the update (every process sees the same summed loss, so all of them skip)."""
+    names = getattr(loss_fn, "term_names", ())
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
+    values = torch.zeros(1 + len(names))
+    if len(text):  # a short last batch can leave a process nothing to do but add zeros
+        with autocast(dev, precision):
+            images, acts = generator(text)
+            real_feats = fake_feats = None
+            if stage != "image":
+                with torch.no_grad():  # one teacher pass on the real images, shared by every term
+                    real_feats = teacher(real)
+            if stage in ("stage2", "joint"):
+                fake_feats = teacher(images.flatten(0, 1))
+        loss = loss_fn(real=real, images=images, real_feats=real_feats, fake_feats=fake_feats, generator_acts=acts)
+        (loss if share == 1 else loss * share).backward()
+        terms = getattr(loss_fn, "terms", {})
+        values = torch.stack([loss.detach().float()] + [terms[n].float() for n in names]).cpu() * share
+    values = distributed.sum_gradients(generator.parameters(), values)
+    result = dict(zip(("loss", *names), values.tolist()))
+    if math.isfinite(result["loss"]):
+        optimizer.step()
+    return result
 
 
-def _save(run_dir, generator, optimizer, weights, scales, config, epoch, step, history) -> Path:
-    state = {
-        "config": config, "generator": generator.state_dict(), "optimizer": optimizer.state_dict(),
-        "tap_weights": weights, "tap_scales": scales, "epoch": epoch, "step": step, "history": history,
-    }
-    path = run_dir / "checkpoint-latest.pt"
-    atomic_save(state, path)
-    return path
+def _stop_if_diverged(bad_in_a_row: int, max_bad_steps: int, step: int, run_dir: Path, world) -> None:
+    if world.is_main:
+        warnings.warn(f"non-finite loss at step {step}: step skipped ({bad_in_a_row} in a row)")
+    if bad_in_a_row >= max_bad_steps:
+        kept = "the last good checkpoint is kept there" if checkpoint_files(run_dir) else "no checkpoint had been written yet"
+        raise UserError(f"training diverged: {bad_in_a_row} non-finite losses in a row up to step {step}; {kept} ({run_dir}); "
+                        "try a lower --lr or --precision fp32")
+
+
+def _find_resume_checkpoint(resume, run_dir: Path, overwrite: bool, world) -> dict | None:
+    """The checkpoint to continue from (None: a fresh start). Rank 0 chooses the file and every
+    process reads that one, so they cannot pick different ones."""
+    chosen = ckpt = message = None
+    if world.is_main:
+        try:
+            chosen, ckpt = _choose_resume_file(resume, run_dir, overwrite)
+        except UserError as e:
+            message = str(e)
+    shared_choice, message = distributed.gather_objects((chosen, message), world)[0]
+    if message is not None:
+        raise UserError(message)
+    if ckpt is None and shared_choice is not None:  # the other processes read the file rank 0 chose
+        ckpt = load_checkpoint(shared_choice)
+    return ckpt
+
+
+def _choose_resume_file(resume, run_dir: Path, overwrite: bool) -> tuple[str | None, dict | None]:
+    if resume is None:
+        if checkpoint_files(run_dir):
+            if not overwrite:
+                raise UserError(f"{run_dir} already holds a run: continue it with --resume auto, or pass --overwrite to start afresh")
+            remove_run_files(run_dir)
+        return None, None
+    remove_stale_temporaries(run_dir)
+    if str(resume) == "auto":
+        found = newest_checkpoint(run_dir)
+        if found is None:
+            return None, None
+        for newer in checkpoint_files(run_dir)[: checkpoint_files(run_dir).index(found[0])]:
+            newer.rename(newer.with_name(newer.name + ".unreadable"))  # kept for a post-mortem, out of the way
+        return str(found[0]), found[1]
+    path = Path(resume)
+    if path.is_dir():
+        found = newest_checkpoint(path)
+        if found is None:
+            raise UserError(f"no checkpoint in {path} to resume from")
+        path, ckpt = found
+    else:
+        ckpt = load_checkpoint(path)  # a clear error here, before the other processes try
+    later = [p for p in checkpoint_files(run_dir) if p.name != LATEST and int(p.stem.split("-")[1]) > ckpt["step"]]
+    if later:
+        raise UserError(f"{run_dir} already holds checkpoints past step {ckpt['step']} ({later[0].name}): continue with "
+                        "--resume auto, or train from this checkpoint into another --out folder")
+    return str(path), ckpt
+
+
+def _resume_position(ckpt: dict, n_images: int) -> tuple[int, int]:
+    """(epoch, images of it already trained on) to continue from. Counting images rather than
+    steps keeps the position meaningful if the batch size changes on resume."""
+    position = ckpt.get("position")
+    if position is None:  # written by an older version, at the end of an epoch
+        return ckpt["epoch"] + 1, 0
+    if position["images"] >= n_images:
+        return position["epoch"] + 1, 0
+    return position["epoch"], position["images"]
+
+
+def _rng_states() -> dict:
+    """Every random state a step could draw from. Training itself draws none today (the data order
+    comes from its own seeded generator), but an exact resume must not depend on that staying so."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": {k: torch.from_numpy(v.astype(np.int64)) if isinstance(v, np.ndarray) else v
+                       for k, v in zip(("kind", "keys", "pos", "has_gauss", "cached"), np.random.get_state())}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_states(per_rank: list | None, world) -> None:
+    if not per_rank:
+        return
+    state = per_rank[world.rank % len(per_rank)]
+    torch.set_rng_state(state["torch"])
+    random.setstate((state["python"][0], tuple(state["python"][1]), state["python"][2]))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class RunLog:
+    """Rank 0's record of a run: stats.jsonl (one line per step) and, when the `tensorboard` package
+    is installed, TensorBoard scalars and an image grid per epoch in run_dir/tensorboard."""
+
+    def __init__(self, run_dir: Path, resumed_step: int | None, lr: float, dev: torch.device):
+        self.path, self.lr, self.dev = run_dir / "stats.jsonl", lr, dev
+        if resumed_step is None:
+            self.path.unlink(missing_ok=True)  # a fresh run's log starts empty
+        elif self.path.exists():  # drop the lines of steps the resumed run will do again
+            kept = [line for line in self.path.read_text().splitlines() if _logged_step(line) <= resumed_step]
+            tmp = self.path.with_name(".stats.jsonl.tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            tmp.replace(self.path)
+        self.file = open(self.path, "a")  # noqa: SIM115 - open for the whole run, closed by close()
+        self.tensorboard = _summary_writer(run_dir / "tensorboard")
+
+    def step(self, step: int, epoch: int, stage: str, terms: dict[str, float], images_per_s: float, skipped: bool) -> None:
+        record = {"step": step, "epoch": epoch, "stage": stage,
+                  **{k: v if math.isfinite(v) else None for k, v in terms.items()},
+                  "images_per_s": round(images_per_s, 2), "lr": self.lr, "skipped": skipped, **self.memory()}
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tensorboard is not None:
+            for k, v in terms.items():
+                self.tensorboard.add_scalar(f"{stage}/{k}", v, step)
+            self.tensorboard.add_scalar("images_per_s", images_per_s, step)
+
+    def memory(self) -> dict:
+        out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # KiB on Linux
+        if self.dev.type == "cuda":
+            out["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated(self.dev) / 2**20, 1)
+        return out
+
+    @torch.no_grad()
+    def epoch_end(self, step: int, generator: Generator, text: torch.Tensor, precision: str) -> None:
+        if self.tensorboard is None:
+            return
+        import torchvision.utils
+
+        with autocast(self.dev, precision):
+            images, _ = generator(text)
+        grid = torchvision.utils.make_grid(images.flatten(0, 1).float().clamp(0, 1).cpu(), nrow=images.shape[1] * len(text))
+        self.tensorboard.add_image("samples", grid, step)
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def _logged_step(line: str) -> float:
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf  # a line torn by a kill: dropped
+
+
+def _summary_writer(folder: Path):
+    """TensorBoard is optional: without the package there is simply no TensorBoard log."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder))
 
 
 def _ensure_writable(run_dir: Path) -> None:
