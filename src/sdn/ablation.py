@@ -17,7 +17,7 @@ from sdn.evaluation import draw_all, evaluate
 from sdn.figures import one_per_class
 from sdn.plots import captioned_grid, metric_bars
 from sdn.report import image, markdown_table, table, write_report
-from sdn.training import training_loop
+from sdn.training import resume_position, training_loop
 
 # name -> (what it tests, training_loop settings that differ from the base)
 RUNS: dict[str, tuple[str, dict]] = {
@@ -103,11 +103,12 @@ def _train_or_reuse(data, run_dir: Path, kwargs: dict) -> tuple[Path, float]:
     latest, timing = run_dir / "checkpoint-latest.pt", run_dir / "train_seconds.json"
     total_epochs = kwargs["stage1_epochs"] + kwargs["stage2_epochs"]
     spent = json.loads(timing.read_text())["seconds"] if timing.is_file() else 0.0
-    if latest.is_file() and load_checkpoint(latest)["epoch"] + 1 >= total_epochs:
+    n_train = data.split.count("train")
+    if latest.is_file() and resume_position(load_checkpoint(latest), n_train)[0] >= total_epochs:
         return latest, spent
     started = time.perf_counter()
     if latest.is_file():
-        checkpoint = training_loop(data, run_dir, resume=run_dir, **kwargs)
+        checkpoint = training_loop(data, run_dir, resume="auto", **kwargs)
     else:
         checkpoint = training_loop(data, run_dir, overwrite=True, **kwargs)
     spent += time.perf_counter() - started

@@ -140,8 +140,14 @@ def evaluate(
 
 
 def _checkpoint_file(checkpoint) -> Path:
+    """The file a checkpoint argument resolves to (a run folder: its newest readable checkpoint, else its export)."""
+    from sdn.checkpoint import EXPORT, newest_checkpoint
+
     path = Path(checkpoint)
-    return path / "checkpoint-latest.pt" if path.is_dir() else path
+    if not path.is_dir():
+        return path
+    found = newest_checkpoint(path)
+    return found[0] if found is not None else path / EXPORT
 
 
 def _metrics_html(results: dict) -> str:

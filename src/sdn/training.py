@@ -166,7 +166,7 @@ def training_loop(
         optimizer.load_state_dict(ckpt["optimizer"])
         weights, scales = ckpt["tap_weights"], ckpt["tap_scales"]
         step, history, skipped_steps = ckpt["step"], ckpt.get("history", []), ckpt.get("skipped_steps", 0)
-        start_epoch, start_image = _resume_position(ckpt, len(train))
+        start_epoch, start_image = resume_position(ckpt, len(train))
         _set_rng_states(ckpt.get("rng"), world)
     else:
         generator.set_text_statistics(embeddings.flatten(0, 1).to(dev))
@@ -337,7 +337,7 @@ def _choose_resume_file(resume, run_dir: Path, overwrite: bool) -> tuple[str | N
     return str(path), ckpt
 
 
-def _resume_position(ckpt: dict, n_images: int) -> tuple[int, int]:
+def resume_position(ckpt: dict, n_images: int) -> tuple[int, int]:
     """(epoch, images of it already trained on) to continue from. Counting images rather than
     steps keeps the position meaningful if the batch size changes on resume."""
     position = ckpt.get("position")
