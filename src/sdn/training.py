@@ -80,6 +80,12 @@ def training_loop(
     diverse_mean_weight: float = 0.001,  # CRN's small share of the mean over the n outputs
     precision: str = "bf16",  # "bf16" autocast (AMX on CPU, tensor cores on CUDA) or "fp32"
     channels_last: bool = True,  # NHWC memory format for the convolutions
+    adam: str = "auto",  # Adam implementation: "fused" (one kernel over all parameters), "foreach",
+    # "for-loop" (the reference); "auto" = fused where this torch supports it on the device, else
+    # foreach. On 2 CPU cores fused steps the 142 M-parameter 224 px generator 5x faster than foreach.
+    compile: bool = False,  # torch.compile the generator and the teacher (off: slower on CPU, see README)
+    grad_checkpointing: bool = False,  # recompute the generator's insides in the backward pass for
+    # a smaller peak memory (224 px on small GPUs); same results, about one more generator forward
     seed: int = 0,  # initialisation, data order and caption choice
     resume: str | Path | None = None,  # checkpoint file or run folder to continue from
     device: str | None = None,  # "cpu", "cuda", ...; None = CUDA when available
@@ -94,6 +100,8 @@ def training_loop(
         raise UserError(f"tap weights must be 'equal' or 'inverse-mean', not {tap_weights!r}")
     if precision not in ("bf16", "fp32"):
         raise UserError(f"precision must be 'bf16' or 'fp32', not {precision!r}")
+    if adam not in ADAM_CHOICES:
+        raise UserError(f"adam must be one of {', '.join(ADAM_CHOICES)}, not {adam!r}")
     n_outputs = n_outputs or (3 if scheme == "diverse" else 1)
     if scheme == "diverse" and n_outputs < 2:
         raise UserError("the diverse scheme needs --n-outputs of 2 or more")
@@ -117,6 +125,7 @@ def training_loop(
         stage1_epochs=stage1_epochs, stage2_epochs=stage2_epochs, batch_size=batch_size, lr=lr,
         tap_weights=tap_weights, pixel_weight=pixel_weight, diverse_mean_weight=diverse_mean_weight,
         precision=precision, channels_last=channels_last, seed=seed,
+        adam=adam, compile=compile, grad_checkpointing=grad_checkpointing,
     )
     ckpt = None
     if resume is not None:  # checked before anything slow is built
@@ -128,7 +137,8 @@ def training_loop(
     config["text_dim"] = encoder.dim
     if ckpt is not None:
         check_compatible(ckpt["config"], config, "this run")
-    generator = Generator(teacher_net.taps, data.resolution, encoder.dim, fc_dim, n_outputs, pair_preactivation).to(dev)
+    generator = Generator(teacher_net.taps, data.resolution, encoder.dim, fc_dim, n_outputs, pair_preactivation,
+                          grad_checkpointing).to(dev)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     teacher_net.to(memory_format=memory_format)
     generator.to(memory_format=memory_format)
@@ -136,7 +146,7 @@ def training_loop(
         embeddings = train.embeddings.float()  # precomputed by `sdn data prepare`
     else:
         embeddings = encode_captions(encoder, train.captions)
-    optimizer = torch.optim.Adam(generator.parameters(), lr=lr, foreach=True)
+    optimizer = make_adam(generator.parameters(), lr, adam)
 
     if ckpt is not None:
         generator.load_state_dict(ckpt["generator"])
@@ -166,6 +176,8 @@ def training_loop(
     stats_path = run_dir / "stats.jsonl"
     if ckpt is None:
         stats_path.unlink(missing_ok=True)  # a fresh run's log starts empty
+    # The compiled modules share their parameters with the originals, which are what gets saved.
+    step_generator, step_teacher = (torch.compile(generator), torch.compile(teacher_net)) if compile else (generator, teacher_net)
     bar = tqdm(total=total_epochs * steps_per_epoch, initial=step, disable=not progress, desc=f"train {scheme}", unit="step", dynamic_ncols=True)
     last = None
     for epoch in range(start_epoch, total_epochs):
@@ -176,9 +188,9 @@ def training_loop(
         epoch_start, sums = time.perf_counter(), []
         for i in range(0, len(train), batch_size):
             idx = order[i : i + batch_size]
-            real = (train.images[idx].to(dev, non_blocking=True).float() / 255).contiguous(memory_format=memory_format)
-            text = embeddings[idx, caption_pick[idx]].to(dev, non_blocking=True)
-            loss = train_step(generator, teacher_net, losses[stage], stage, real, text, optimizer, dev, precision)
+            real = (host_to_device(train.images[idx], dev).float() / 255).contiguous(memory_format=memory_format)
+            text = host_to_device(embeddings[idx, caption_pick[idx]], dev)
+            loss = train_step(step_generator, step_teacher, losses[stage], stage, real, text, optimizer, dev, precision)
             step += 1
             sums.append(loss)
             history.append((step, stage, loss))
@@ -191,6 +203,31 @@ def training_loop(
         last = _save(run_dir, generator, optimizer, weights, scales, config, epoch, step, history)
     bar.close()
     return last or run_dir / "checkpoint-latest.pt"
+
+
+ADAM_CHOICES = ("auto", "fused", "foreach", "for-loop")
+
+
+def make_adam(params, lr: float, adam: str = "auto") -> torch.optim.Adam:
+    """Adam in the implementation `adam` names (see training_loop); "auto" falls back to foreach
+    where fused is unsupported (CPU before torch 2.4, some accelerators)."""
+    params = list(params)
+    if adam in ("auto", "fused"):
+        try:
+            return torch.optim.Adam(params, lr=lr, fused=True)
+        except (RuntimeError, TypeError):
+            if adam == "fused":
+                raise UserError("this torch has no fused Adam for this device; use --adam foreach") from None
+    return torch.optim.Adam(params, lr=lr, foreach=adam != "for-loop")
+
+
+def host_to_device(batch: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """A freshly gathered CPU batch -> `dev`. On CUDA it is staged in pinned memory first (the
+    caching host allocator reuses the buffers), so the copy is a real asynchronous DMA rather than a
+    synchronous copy through a pageable bounce buffer; uint8 images cross the bus, 4x less than fp32."""
+    if dev.type == "cuda":
+        batch = batch.pin_memory()
+    return batch.to(dev, non_blocking=True)
 
 
 def train_step(generator, teacher, loss_fn, stage, real, text, optimizer, dev, precision) -> float:
