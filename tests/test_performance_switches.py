@@ -10,7 +10,7 @@ import torch
 from sdn.checkpoint import load_checkpoint
 from sdn.demo_data import make_demo_data
 from sdn.generator import Generator
-from sdn.losses import Stage1Loss, Stage2Loss
+from sdn.losses import Stage1Loss, Stage2Loss, l1_per_image
 from sdn.sampling import generate
 from sdn.teachers import build_teacher, teacher_taps
 from sdn.training import ADAM_CHOICES, make_adam, train_step, training_loop
@@ -161,3 +161,21 @@ def test_compile_flag_compiles_both_networks_and_trains(tmp_path, small_data, mo
     losses = _losses(small_data, tmp_path, scheme="sdn", stage1_epochs=1, stage2_epochs=1, compile=True)
     assert sorted(compiled) == ["EfficientNetTeacher", "Generator"]
     assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_memory_lean_l1_has_the_plain_formulas_value_and_gradients(dtype):
+    torch.manual_seed(0)
+    a = torch.randn(3, 4, 5, 6).to(dtype).contiguous(memory_format=torch.channels_last).requires_grad_()
+    b = torch.randn(3, 4, 5, 6).to(dtype).requires_grad_()
+    b.data[0, 0, 0, 0] = a.data[0, 0, 0, 0]  # a zero difference: gradient 0, as torch's abs gives
+    weights = torch.rand(3)
+    lean = l1_per_image(a, b)
+    lean_grads = torch.autograd.grad((lean * weights).sum(), (a, b))
+    plain = (a.float() - b.float()).abs().flatten(1).mean(1)
+    plain_grads = torch.autograd.grad((plain * weights).sum(), (a, b))
+    assert lean.dtype == torch.float32
+    torch.testing.assert_close(lean, plain, rtol=0, atol=0)
+    for lg, pg in zip(lean_grads, plain_grads):
+        assert lg.dtype == dtype
+        torch.testing.assert_close(lg, pg, rtol=0, atol=0)
