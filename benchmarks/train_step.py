@@ -161,23 +161,33 @@ def run_train_case(spec: dict) -> dict:
     result = {}
     if spec.get("compile"):
         # FLOPs are counted on the eager modules (the dispatch-level counter does not see inside
-        # compiled kernels); the first compiled step includes the compilation.
+        # compiled kernels); the first compiled step includes the compilation. Then compiled and
+        # eager steps alternate, so that a busy machine slows both alike and their ratio holds.
         flops = _count_flops(eager_step)
         t = time.perf_counter()
         step()
         _sync(dev)
         result["first_step_s"] = time.perf_counter() - t
-        warmup = spec["warmup"] - 1
+        for _ in range(spec["warmup"] - 1):
+            step()
+        compiled_s, eager_s, losses = [], [], []
+        for _ in range(spec["timed"]):
+            for fn, times in ((step, compiled_s), (eager_step, eager_s)):
+                t = time.perf_counter()
+                losses.append(fn())
+                _sync(dev)
+                times.append(time.perf_counter() - t)
+        seconds = sum(compiled_s) / len(compiled_s)
+        result["eager_seconds_per_step"] = sum(eager_s) / len(eager_s)
     else:
         flops = _count_flops(step)  # doubles as the first warm-up step
-        warmup = spec["warmup"] - 1
-    for _ in range(max(0, warmup)):
-        step()
-    _sync(dev)
-    t = time.perf_counter()
-    losses = [step() for _ in range(spec["timed"])]
-    _sync(dev)
-    seconds = (time.perf_counter() - t) / spec["timed"]
+        for _ in range(spec["warmup"] - 1):
+            step()
+        _sync(dev)
+        t = time.perf_counter()
+        losses = [step() for _ in range(spec["timed"])]
+        _sync(dev)
+        seconds = (time.perf_counter() - t) / spec["timed"]
     peak, above = finish(before)
     result.update(
         seconds_per_step=seconds, images_per_s=batch / seconds, flops_per_step=flops, precision=precision,
@@ -346,8 +356,10 @@ def main() -> int:
               f"{_fmt(r['step_memory_mb'], '.0f')} |")
     for case in cases:
         if case.get("compile"):
-            print(f"torch.compile {case['stage']} {case['size']} px: first step (compilation included) "
-                  f"{case['result']['first_step_s']:.1f} s")
+            r = case["result"]
+            print(f"torch.compile, {case['stage']} {case['size']} px: first step (compilation included) {r['first_step_s']:.0f} s; "
+                  f"then {r['seconds_per_step']:.2f} s/step compiled vs {r['eager_seconds_per_step']:.2f} s/step eager "
+                  f"(alternated in one process): {r['eager_seconds_per_step'] / r['seconds_per_step']:.2f}x")
     if not all(c["result"].get("finite", True) for c in cases):
         print("WARNING: a case produced a non-finite loss")
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
