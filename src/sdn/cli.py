@@ -33,7 +33,7 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     g.add_argument("--adam", default="auto", choices=["auto", "fused", "foreach", "for-loop"],
                    help="Adam implementation (auto: fused where supported, else foreach)")
-    g.add_argument("--compile", action="store_true", help="torch.compile the generator and teacher (slower on CPU; try it on a GPU)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the generator and teacher (minutes to compile; little gain measured on CPU)")
     g.add_argument("--grad-checkpointing", action="store_true",
                    help="recompute the generator's activations in the backward pass: less memory (224 px on small GPUs), a little slower")
     g.add_argument("--seed", type=int, default=0)
