@@ -84,7 +84,7 @@ def training_loop(
     # "for-loop" (the reference); "auto" = fused where this torch supports it on the device, else
     # foreach. On 2 CPU cores fused steps the 142 M-parameter 224 px generator 5x faster than foreach.
     compile: bool = False,  # torch.compile the generator and the teacher (off: on 2 CPU cores it took
-    # minutes to compile and gained nothing in Stage I, ~1.3x in Stage II; see README "Performance")
+    # minutes to compile and gained nothing clear, 0.95-0.99x in Stage I, 1.03-1.26x in Stage II)
     grad_checkpointing: bool = False,  # recompute the generator's insides in the backward pass for
     # a smaller peak memory (224 px on small GPUs); same results, about one more generator forward
     seed: int = 0,  # initialisation, data order and caption choice
