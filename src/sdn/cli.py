@@ -33,6 +33,11 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
                    help="Stage I: compare G's post-ReLU values with the taps, as the authors did (default: pre-ReLU)")
     g.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    g.add_argument("--adam", default="auto", choices=["auto", "fused", "foreach", "for-loop"],
+                   help="Adam implementation (auto: fused where supported, else foreach)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the generator and teacher (minutes to compile; little gain measured on CPU)")
+    g.add_argument("--grad-checkpointing", action="store_true",
+                   help="recompute the generator's activations in the backward pass: less memory (224 px on small GPUs), a little slower")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     g.add_argument("--size", type=int, default=None if not demo else 64,
@@ -47,6 +52,7 @@ def _training_kwargs(a) -> dict:
         batch_size=a.batch_size, lr=a.lr, fc_dim=a.fc_dim, pair_preactivation=a.pair_preactivation,
         tap_weights=a.tap_weights, pixel_weight=a.pixel_weight,
         precision=a.precision, channels_last=a.channels_last, device=a.device, progress=a.progress,
+        adam=a.adam, compile=a.compile, grad_checkpointing=a.grad_checkpointing,
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from sdn.teachers import Tap, check_resolution
 
@@ -51,14 +52,19 @@ class Generator(nn.Module):
         block outputs are signed (linear bottlenecks), which a post-ReLU value can never match;
         for VGG's post-ReLU taps the two agree where the target is positive and the pre-ReLU
         pairing asks for 0 rather than "anything <= 0" elsewhere.
+    grad_checkpointing: while training, keep only each up-sampling group's input and the values the
+        loss pairs with the taps, and recompute the rest of the group in the backward pass (about one
+        more generator forward per step, for a smaller peak memory: 224 px on small GPUs). Same
+        results; a runtime switch, not part of the architecture or the checkpoint.
     """
 
     def __init__(self, taps: tuple[Tap, ...], resolution: int, text_dim: int, fc_dim: int = 4096, n_outputs: int = 1,
-                 pair_preactivation: bool = True):
+                 pair_preactivation: bool = True, grad_checkpointing: bool = False):
         super().__init__()
         check_resolution(resolution)
         self.taps, self.resolution, self.n_outputs = tuple(taps), resolution, n_outputs
         self.pair_preactivation = pair_preactivation
+        self.grad_checkpointing = grad_checkpointing
         deepest = taps[-1]
         self.top_shape = (deepest.channels, resolution // deepest.stride, resolution // deepest.stride)
         # Caption embeddings of similar sentences are close; standardising each dimension with the
@@ -79,6 +85,13 @@ class Generator(nn.Module):
             steps.append(GeneratorStep(prev.channels, tap.channels, up, conv, relu=tap.name != "image"))
             prev = tap
         self.steps = nn.ModuleList(steps)
+        # Checkpoint segments: a new group starts at every up-sampling, the natural unit of the
+        # mirrored VGG (conv5_x, conv4_x, ...); each group's input is small next to its insides.
+        self.groups: list[list[int]] = []
+        for i, step in enumerate(steps):
+            if not self.groups or step.upsample > 1:
+                self.groups.append([])
+            self.groups[-1].append(i)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -101,9 +114,20 @@ class Generator(nn.Module):
         pre = self.fc(x).view(-1, *self.top_shape)
         x = F.relu(pre)
         acts = [pre if self.pair_preactivation else x]  # paired with the deepest tap
-        for step in self.steps[:-1]:
-            x, pre = step(x)
-            acts.append(pre if self.pair_preactivation else x)
-        image, _ = self.steps[-1](x)
-        images = image.unflatten(1, (self.n_outputs, 3))
+        for group in self.groups:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x, group_acts = checkpoint(self._run_group, group, x, use_reentrant=False)
+            else:
+                x, group_acts = self._run_group(group, x)
+            acts += group_acts
+        acts.pop()  # the last step's value is the image (no ReLU), not an activation paired with a tap
+        images = x.unflatten(1, (self.n_outputs, 3))
         return images, acts[::-1]  # activations shallow -> deep, aligned with the teacher's taps
+
+    def _run_group(self, group: list[int], x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run the steps numbered `group`: (last output, each step's value paired with a tap)."""
+        acts = []
+        for i in group:
+            x, pre = self.steps[i](x)
+            acts.append(pre if self.pair_preactivation else x)
+        return x, acts

@@ -17,16 +17,23 @@ from sdn.text import build_text_encoder, check_captions
 from sdn.training import autocast
 
 
-@torch.no_grad()
-def generate(generator: Generator, text: torch.Tensor, batch_size: int = 64, precision: str = "bf16") -> torch.Tensor:
-    """(N, dim) embeddings -> (N, n_outputs, 3, H, W) float images clamped to [0, 1], on the CPU."""
+def generate(generator: Generator, text: torch.Tensor, batch_size: int = 64, precision: str = "bf16",
+             channels_last: bool = True) -> torch.Tensor:
+    """(N, dim) embeddings -> (N, n_outputs, 3, H, W) float images clamped to [0, 1], on the CPU.
+
+    channels_last: NHWC convolutions (the layout oneDNN/AMX and cuDNN run fastest); converts the
+    generator's conv weights in place, outside inference mode so that they stay trainable.
+    """
     generator.eval()
+    if channels_last:
+        generator.to(memory_format=torch.channels_last)
     dev = next(generator.parameters()).device
     out = []
-    for i in range(0, len(text), batch_size):
-        with autocast(dev, precision):
-            images, _ = generator(text[i : i + batch_size].to(dev))
-        out.append(images.float().clamp(0, 1).cpu())
+    with torch.inference_mode():  # no autograd bookkeeping at all, unlike no_grad
+        for i in range(0, len(text), batch_size):
+            with autocast(dev, precision):
+                images, _ = generator(text[i : i + batch_size].to(dev))
+            out.append(images.float().clamp(0, 1).cpu())
     return torch.cat(out) if out else torch.empty(0, generator.n_outputs, 3, generator.resolution, generator.resolution)
 
 
