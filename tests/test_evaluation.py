@@ -140,7 +140,9 @@ def test_ablate_trains_evaluates_and_tabulates(tiny, tmp_path):
     assert "| image |" in table and "| sdn |" in table
     for name in ("ablation.json", "schemes.png", "metrics.png", "report.html"):
         assert (out / name).stat().st_size > 100
-    # a second call reuses the finished runs instead of training again
+    # a second call reuses the finished runs and their evaluations instead of doing them again
     stamp = (out / "sdn" / "checkpoint-latest.pt").stat().st_mtime_ns
+    evaluated = (out / "sdn" / "eval" / "metrics.json").stat().st_mtime_ns
     ablate(cache, out, runs=("sdn",), stage1_epochs=1, stage2_epochs=0, fc_dim=16, text_encoder="test-hash", progress=False)
     assert (out / "sdn" / "checkpoint-latest.pt").stat().st_mtime_ns == stamp
+    assert (out / "sdn" / "eval" / "metrics.json").stat().st_mtime_ns == evaluated

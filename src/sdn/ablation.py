@@ -13,7 +13,7 @@ import torch
 from sdn.cache import load_cache
 from sdn.checkpoint import generator_from_checkpoint, load_checkpoint
 from sdn.errors import UserError
-from sdn.evaluation import draw_all, evaluate
+from sdn.evaluation import draw_all, evaluate, file_sha256
 from sdn.figures import one_per_class
 from sdn.plots import captioned_grid, metric_bars
 from sdn.report import image, markdown_table, table, write_report
@@ -79,9 +79,11 @@ def ablate(
         run_dir = out / name
         checkpoint, train_seconds = _train_or_reuse(data, run_dir, kwargs)
         ckpt = load_checkpoint(checkpoint)
-        result = evaluate(checkpoint, cache, run_dir / "eval", captions_per_image=captions_per_image, classifier=classifier,
-                          device=device, with_figures=False, progress=progress, feature_precision=feature_precision,
-                          shared_cache=shared)
+        result = _reuse_evaluation(run_dir / "eval", checkpoint, captions_per_image, classifier, feature_precision)
+        if result is None:
+            result = evaluate(checkpoint, cache, run_dir / "eval", captions_per_image=captions_per_image, classifier=classifier,
+                              device=device, with_figures=False, progress=progress, feature_precision=feature_precision,
+                              shared_cache=shared)
         m = result["metrics"]
         results[name] = {"what": what, "settings": kwargs, "metrics": m, "train_seconds": round(train_seconds, 1),
                          "steps": ckpt["step"], "checkpoint_sha256": result["checkpoint_sha256"]}
@@ -114,6 +116,17 @@ def _train_or_reuse(data, run_dir: Path, kwargs: dict) -> tuple[Path, float]:
     spent += time.perf_counter() - started
     timing.write_text(json.dumps({"seconds": round(spent, 1)}))
     return checkpoint, spent
+
+
+def _reuse_evaluation(folder: Path, checkpoint: Path, captions_per_image: int, classifier: str, feature_precision: str) -> dict | None:
+    """An earlier evaluation of this very checkpoint file with the same settings, if there is one."""
+    try:
+        result = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    same = (result.get("checkpoint_sha256") == file_sha256(Path(checkpoint)) and result.get("captions_per_image") == captions_per_image
+            and result["metrics"].get("is_classifier") == classifier and result.get("feature_precision") == feature_precision)
+    return result if same else None
 
 
 def _write_tables(out: Path, rows: list[dict], results: dict, cache, captions_per_image: int, classifier: str,
