@@ -151,7 +151,7 @@ def run_train_case(spec: dict) -> dict:
         def make_step(g, t):
             def step():
                 real = (host_to_device(images_u8, dev).float() / 255).contiguous(memory_format=memory_format)
-                return train_step(g, t, loss_fn, stage, real, host_to_device(text, dev), optimizer, dev, precision)
+                return train_step(g, t, loss_fn, stage, real, host_to_device(text, dev), optimizer, dev, precision)["loss"]
             return step
 
         step, eager_step = make_step(step_generator, step_teacher), make_step(generator, teacher)
