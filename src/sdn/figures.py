@@ -11,21 +11,7 @@ import torch.nn.functional as F
 from sdn.data import CaptionedImages
 from sdn.generator import Generator
 from sdn.plots import captioned_grid
-from sdn.sampling import generate
-
-
-def one_per_class(labels: list[str], count: int) -> list[int]:
-    """Indices of up to `count` images, cycling through the classes so that many classes show."""
-    by_class: dict[str, list[int]] = {}
-    for i, label in enumerate(labels):
-        by_class.setdefault(label, []).append(i)
-    pick, round_ = [], 0
-    while len(pick) < min(count, len(labels)):
-        for members in by_class.values():
-            if round_ < len(members) and len(pick) < count:
-                pick.append(members[round_])
-        round_ += 1
-    return pick
+from sdn.sampling import generate, one_per_class  # noqa: F401  (one_per_class: used by callers of figures)
 
 
 def real_vs_generated(data: CaptionedImages, generated: torch.Tensor, pick: list[int], path: Path, title: str) -> None:

@@ -72,6 +72,20 @@ def sample_to_file(checkpoint: str, captions: list[str], out: str, n: int | None
     os.replace(tmp, out_path)  # an existing file is only replaced by a complete new one
 
 
+def one_per_class(labels: list[str], count: int) -> list[int]:
+    """Indices of up to `count` images, cycling through the classes so that many classes show."""
+    by_class: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    pick, round_ = [], 0
+    while len(pick) < min(count, len(labels)):
+        for members in by_class.values():
+            if round_ < len(members) and len(pick) < count:
+                pick.append(members[round_])
+        round_ += 1
+    return pick
+
+
 def sample_split_grid(checkpoint: str, cache: str, out: str, split: str = "test", count: int = 12, device: str | None = None) -> None:
     """Real images of `split` next to the generator's drawings of their first captions, one per
     class in turn (so a test split shows unseen classes), as a captioned grid."""
@@ -81,15 +95,7 @@ def sample_split_grid(checkpoint: str, cache: str, out: str, split: str = "test"
     if len(data) == 0:
         raise UserError(f"the {split} split of {cache} is empty")
     check_compatible(cfg, {"resolution": data.resolution}, f"the cache {cache}")
-    by_class: dict[str, list[int]] = {}
-    for i, label in enumerate(data.labels):
-        by_class.setdefault(label, []).append(i)
-    pick, round_ = [], 0
-    while len(pick) < min(count, len(data)):
-        for members in by_class.values():
-            if round_ < len(members) and len(pick) < count:
-                pick.append(members[round_])
-        round_ += 1
+    pick = one_per_class(data.labels, count)
     captions = [data.captions[i][0] for i in pick]
     if data.embeddings is not None:
         text = data.embeddings[pick, 0].float()
