@@ -191,6 +191,30 @@ def check_compatible(ckpt_config: dict, config: dict, what: str = "this run") ->
             raise UserError(f"checkpoint was made with {key}={ckpt_config.get(key)!r} but {what} has {key}={config[key]!r}")
 
 
+# Settings that change what is trained. Runtime switches that give the same results (adam, compile,
+# grad_checkpointing, channels_last) are left out, and so are where and how often to save.
+TRAINING_KEYS = ARCHITECTURE_KEYS + (
+    "teacher_init", "teacher_pooling", "scheme", "pair_preactivation", "stage1_epochs", "stage2_epochs", "batch_size",
+    "lr", "tap_weights", "loss_reduction", "pixel_weight", "diverse_mean_weight", "precision", "seed",
+)
+# What a checkpoint written before a setting existed was trained with.
+_OLD_DEFAULTS = {"loss_reduction": "mean", "teacher_pooling": "avg", "teacher_init": "pretrained", "diverse_mean_weight": 0.001}
+
+
+def check_same_training(saved: dict, wanted: dict, allowed=(), step: int | None = None) -> list[dict]:
+    """Refuse, in one line naming every differing key, to continue a run whose saved settings differ
+    from the `wanted` ones, except for the `allowed` keys; returns the saved config's record of changed
+    settings with the allowed changes of this call appended."""
+    differ = [k for k in TRAINING_KEYS if k in wanted and saved.get(k, _OLD_DEFAULTS.get(k)) != wanted[k]]
+    refused = [k for k in differ if k not in allowed]
+    if refused:
+        shown = "; ".join(f"{k}: {saved.get(k, _OLD_DEFAULTS.get(k))!r} saved, {wanted[k]!r} now" for k in refused)
+        raise UserError(f"the run was trained with other settings ({shown}): use the saved ones, another --out folder, "
+                        f"or --allow-changed-settings {' '.join(refused)} to change them on purpose")
+    record = list(saved.get("changed_settings", []))
+    return record + [{"key": k, "from": saved.get(k, _OLD_DEFAULTS.get(k)), "to": wanted[k], "step": step} for k in differ]
+
+
 def generator_from_checkpoint(ckpt: dict) -> Generator:
     cfg = ckpt["config"]
     generator = Generator(teacher_taps(cfg["teacher"]), cfg["resolution"], cfg["text_dim"], cfg["fc_dim"], cfg["n_outputs"])

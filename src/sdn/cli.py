@@ -29,8 +29,15 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
                    help="inverse-mean (default): each tap divided by its mean |activation| on real images, taps weighted alike; equal: the paper's raw sum")
     g.add_argument("--pixel-weight", type=float, default=50.0 if demo else 1.0,
                    help="weight of the image L1 term (the demo's default keeps the colour signal, which the teacher taps barely carry, from being drowned)")
-    g.add_argument("--pair-post-relu", dest="pair_preactivation", action="store_false",
-                   help="Stage I: compare G's post-ReLU values with the taps, as the authors did (default: pre-ReLU)")
+    g.add_argument("--pairing", choices=["auto", "pre-relu", "post-relu"], default="auto",
+                   help="Stage I: compare G's pre- or post-ReLU values with the taps; auto (default): post-ReLU for VGG "
+                        "(the authors'), pre-ReLU for teachers with signed taps (EfficientNet)")
+    g.add_argument("--pair-post-relu", dest="pairing", action="store_const", const="post-relu", help=argparse.SUPPRESS)
+    g.add_argument("--loss-reduction", choices=["mean", "sum"], default="mean",
+                   help="each L1 term over an image's elements: mean (default) or sum (the paper's plain L1 of eqs. 1-3; "
+                        "with --tap-weights equal: the paper's exact loss)")
+    g.add_argument("--diverse-mean-weight", type=float, default=0.001,
+                   help="diverse synthesis: CRN's share of the mean over the n outputs (0: the paper's pure minimum, eqs. 4-5)")
     g.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     g.add_argument("--adam", default="auto", choices=["auto", "fused", "foreach", "for-loop"],
@@ -49,8 +56,10 @@ def _training_kwargs(a) -> dict:
     return dict(
         teacher=a.teacher, teacher_weights=a.teacher_weights, teacher_init=a.teacher_init, teacher_pooling=a.teacher_pooling,
         text_encoder=a.text_encoder, scheme=a.scheme, n_outputs=a.n_outputs, stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs,
-        batch_size=a.batch_size, lr=a.lr, fc_dim=a.fc_dim, pair_preactivation=a.pair_preactivation,
-        tap_weights=a.tap_weights, pixel_weight=a.pixel_weight,
+        batch_size=a.batch_size, lr=a.lr, fc_dim=a.fc_dim,
+        pair_preactivation={"auto": None, "pre-relu": True, "post-relu": False}[a.pairing],
+        tap_weights=a.tap_weights, loss_reduction=a.loss_reduction, pixel_weight=a.pixel_weight,
+        diverse_mean_weight=a.diverse_mean_weight,
         precision=a.precision, channels_last=a.channels_last, device=a.device, progress=a.progress,
         adam=a.adam, compile=a.compile, grad_checkpointing=a.grad_checkpointing,
     )
@@ -84,7 +93,8 @@ def cmd_train(a) -> None:
         if a.size is not None and a.size != data.resolution:
             raise UserError(f"--size {a.size} but the cache {a.data} holds {data.resolution} px images")
     path = training_loop(data, a.out, seed=a.seed, resume=a.resume, overwrite=a.overwrite, checkpoint_every=a.checkpoint_every or None,
-                         keep_checkpoints=a.keep_checkpoints, max_bad_steps=a.max_bad_steps, **_training_kwargs(a))
+                         keep_checkpoints=a.keep_checkpoints, max_bad_steps=a.max_bad_steps,
+                         allow_changed_settings=tuple(a.allow_changed_settings), **_training_kwargs(a))
     if os.environ.get("RANK", "0") == "0":  # under torchrun, once
         print(f"wrote {path} and {path.parent / 'generator.safetensors'}")
 
@@ -133,7 +143,8 @@ def cmd_evaluate(a) -> None:
     from sdn.evaluation import evaluate
 
     result = evaluate(a.checkpoint, a.data, a.out, a.split, tuple(a.metrics.split(",")), a.classifier, a.classifier_weights,
-                      a.captions_per_image, a.is_splits, a.feature_precision, a.batch_size, a.device, a.figures, a.progress)
+                      a.captions_per_image, a.is_splits, a.feature_precision, a.batch_size, a.device, a.figures, a.progress,
+                      save_drawings=a.save_drawings)
     m = result["metrics"]
     shown = [f"{k.upper()} {m[k]:.4f}" + (f" ± {m[k + '_std']:.4f}" if f"{k}_std" in m else "")
              for k in ("ssim", "fsim", "is", "fid", "colour_accuracy") if k in m]
@@ -162,9 +173,15 @@ def cmd_ablate(a) -> None:
 
     ablate(a.data, a.out, tuple(a.runs.split(",")) if a.runs else None, a.teacher, a.vgg19_weights, a.stage1_epochs,
            a.stage2_epochs, a.tap_weights, a.pixel_weight, a.fc_dim, a.captions_per_image, a.classifier, a.batch_size, a.seed,
-           a.device, a.progress, a.feature_precision)
+           a.device, a.progress, a.feature_precision, allow_changed_settings=tuple(a.allow_changed_settings))
     print((Path(a.out) / "ablation.md").read_text())
     print(f"wrote {a.out}/ablation.md, ablation.json, schemes.png, metrics.png, report.html")
+
+
+def _ablation_runs() -> list[str]:
+    from sdn.ablation import RUNS
+
+    return list(RUNS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-checkpoints", type=int, default=3, metavar="K", help="numbered checkpoints kept in --out")
     p.add_argument("--max-bad-steps", type=int, default=5, metavar="N", help="stop after N non-finite losses in a row (each is skipped)")
     p.add_argument("--overwrite", action="store_true", help="start afresh in a run folder that already holds a run")
+    p.add_argument("--allow-changed-settings", nargs="+", default=[], metavar="KEY",
+                   help="on resume, let these settings differ from the checkpoint's (e.g. stage2_epochs to train longer); "
+                        "any other difference is refused; changes are recorded in the run's config")
     _add_training_args(p, demo=False)
     p.set_defaults(func=cmd_train)
 
@@ -231,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="IS/FID features: fp32 (standard) or bf16 (about 5x faster on CPUs with AMX; compare bf16 only with bf16)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--no-figures", dest="figures", action="store_false", help="numbers only")
+    p.add_argument("--save-drawings", action="store_true", help="also write every drawing as a PNG in OUT/drawings (for other tools)")
     p.add_argument("--device")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_evaluate)
@@ -259,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ablate", help="train and evaluate the paper's Table 3 schemes, teachers and loss balances alike")
     p.add_argument("--data", required=True, help="a prepared cache with all-minilm-l6-v2 embeddings")
     p.add_argument("--out", required=True, help="folder for the runs and the table")
-    p.add_argument("--runs", help="comma-separated subset of: image,stage1,stage2,joint,sdn,diverse,sdn-equal-taps,sdn-vgg19-random,sdn-vgg19-imagenet")
+    p.add_argument("--runs", help="comma-separated subset of: " + ",".join(_ablation_runs()))
     p.add_argument("--teacher", default="efficientnet-lite0", help="the base (pretrained) teacher")
     p.add_argument("--vgg19-weights", metavar="PATH", help="VGG19 ImageNet state dict for the sdn-vgg19-imagenet run")
     p.add_argument("--stage1-epochs", type=int, default=1, help="budget of every run, first part")
@@ -273,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
+    p.add_argument("--allow-changed-settings", nargs="+", default=[], metavar="KEY",
+                   help="reuse or resume runs in --out whose saved settings differ in these keys (recorded); otherwise refused")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_ablate)
     return parser

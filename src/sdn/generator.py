@@ -110,7 +110,8 @@ class Generator(nn.Module):
         self.text_std.copy_(embeddings.std(0).clamp_min(1e-6))
 
     def forward(self, text: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x = (text - self.text_mean) / self.text_std
+        # Standardised in fp32 whatever the weights' type: bf16 would blur captions whose vectors are close.
+        x = ((text.float() - self.text_mean.float()) / self.text_std.float()).to(self.fc[0].weight.dtype)
         pre = self.fc(x).view(-1, *self.top_shape)
         x = F.relu(pre)
         acts = [pre if self.pair_preactivation else x]  # paired with the deepest tap
