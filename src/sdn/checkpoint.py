@@ -197,6 +197,8 @@ TRAINING_KEYS = ARCHITECTURE_KEYS + (
     "teacher_init", "teacher_pooling", "scheme", "pair_preactivation", "stage1_epochs", "stage2_epochs", "batch_size",
     "lr", "tap_weights", "loss_reduction", "pixel_weight", "diverse_mean_weight", "precision", "seed",
 )
+# Training longer (or shorter) is what resuming is for: allowed, but recorded like any change.
+_LENGTH_KEYS = ("stage1_epochs", "stage2_epochs")
 # What a checkpoint written before a setting existed was trained with.
 _OLD_DEFAULTS = {"loss_reduction": "mean", "teacher_pooling": "avg", "teacher_init": "pretrained", "diverse_mean_weight": 0.001}
 
@@ -206,7 +208,7 @@ def check_same_training(saved: dict, wanted: dict, allowed=(), step: int | None 
     from the `wanted` ones, except for the `allowed` keys; returns the saved config's record of changed
     settings with the allowed changes of this call appended."""
     differ = [k for k in TRAINING_KEYS if k in wanted and saved.get(k, _OLD_DEFAULTS.get(k)) != wanted[k]]
-    refused = [k for k in differ if k not in allowed]
+    refused = [k for k in differ if k not in allowed and k not in _LENGTH_KEYS]
     if refused:
         shown = "; ".join(f"{k}: {saved.get(k, _OLD_DEFAULTS.get(k))!r} saved, {wanted[k]!r} now" for k in refused)
         raise UserError(f"the run was trained with other settings ({shown}): use the saved ones, another --out folder, "

@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-bad-steps", type=int, default=5, metavar="N", help="stop after N non-finite losses in a row (each is skipped)")
     p.add_argument("--overwrite", action="store_true", help="start afresh in a run folder that already holds a run")
     p.add_argument("--allow-changed-settings", nargs="+", default=[], metavar="KEY",
-                   help="on resume, let these settings differ from the checkpoint's (e.g. stage2_epochs to train longer); "
+                   help="on resume, let these settings differ from the checkpoint's (training longer needs no permission); "
                         "any other difference is refused; changes are recorded in the run's config")
     _add_training_args(p, demo=False)
     p.set_defaults(func=cmd_train)
