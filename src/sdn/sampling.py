@@ -7,13 +7,12 @@ import os
 from pathlib import Path
 
 import torch
-import torchvision.utils
 
 from sdn.cache import load_cache
 from sdn.checkpoint import check_compatible, generator_from_checkpoint, load_checkpoint
 from sdn.errors import UserError
 from sdn.generator import Generator
-from sdn.plots import captioned_grid
+from sdn.plots import captioned_grid, save_grid
 from sdn.text import build_text_encoder, check_captions
 
 
@@ -68,7 +67,7 @@ def sample_to_file(checkpoint: str, captions: list[str], out: str, n: int | None
     images = generate(generator.to(dev), encoder.encode(captions), precision=ckpt["config"].get("precision", "fp32"))[:, :n]
     tmp = out_path.with_name(f".{out_path.name}.tmp{out_path.suffix}")
     # A diverse model: one row per caption, one column per output; otherwise the captions in a row.
-    torchvision.utils.save_image(images.flatten(0, 1), tmp, nrow=n if n > 1 else len(captions), padding=2, pad_value=1.0)
+    save_grid(images.flatten(0, 1), tmp, nrow=n if n > 1 else len(captions), padding=2, pad_value=1.0)
     os.replace(tmp, out_path)  # an existing file is only replaced by a complete new one
 
 
