@@ -56,6 +56,15 @@ def _training_kwargs(a) -> dict:
     )
 
 
+def _one_thread() -> None:
+    """For a few drawings: hundreds of tiny operations, where OpenMP's barriers between 2 threads
+    cost seconds on a busy machine and save nothing on an idle one (measured: docs/models.md)."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def cmd_demo(a) -> None:
     from sdn.demo import run_demo
     from sdn.teachers import check_resolution
@@ -125,6 +134,7 @@ def cmd_sample(a) -> None:
     if a.data:
         sample_split_grid(a.checkpoint, a.data, a.out, a.split, a.count, a.device)
     else:
+        _one_thread()
         sample_to_file(a.checkpoint, a.text, a.out, a.n, a.device)
     print(f"wrote {a.out}")
 
@@ -153,6 +163,7 @@ def cmd_interpolate(a) -> None:
 
     if not a.text or len(a.text) != 2:
         raise UserError("give exactly two captions: --text A --text B")
+    _one_thread()
     interpolate_captions(a.checkpoint, a.text[0], a.text[1], a.steps, a.out, a.device)
     print(f"wrote {a.out}")
 
