@@ -157,13 +157,17 @@ def load_checkpoint(path: str | Path) -> dict:
     return _read(path)
 
 
-def export_generator(generator: torch.nn.Module, config: dict, path: str | Path) -> Path:
+def export_generator(generator: torch.nn.Module, config: dict, path: str | Path, weights_dtype: torch.dtype | None = None) -> Path:
     """The generator's weights as safetensors (the configuration in its metadata and, for people,
-    in a JSON file beside it): all `sdn sample` needs, loadable without unpickling anything."""
+    in a JSON file beside it): all `sdn sample` needs, loadable without unpickling anything.
+    weights_dtype: e.g. torch.bfloat16, half the bytes (the packaged models); the buffers (the
+    caption statistics, a few KB) keep their precision. Loading casts back to the model's dtype."""
     from safetensors.torch import save
 
     path = Path(path)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    parameters = {name for name, _ in generator.named_parameters()}
+    tensors = {k: (v.to(weights_dtype) if weights_dtype is not None and k in parameters else v).detach().cpu().contiguous()
+               for k, v in generator.state_dict().items()}
     blob = save(tensors, metadata={"sdn_config": json.dumps(config)})
     _atomic_write(path, lambda f: f.write(blob))
     _atomic_write(path.with_suffix(".json"), lambda f: f.write((json.dumps(config, indent=2) + "\n").encode()))

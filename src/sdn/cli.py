@@ -65,6 +65,27 @@ def _training_kwargs(a) -> dict:
     )
 
 
+def _add_model_source(p: argparse.ArgumentParser, checkpoint_help: str = "checkpoint file or run folder") -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--checkpoint", help=checkpoint_help)
+    g.add_argument("--model", metavar="NAME", help="a model that ships with sdn instead (list: sdn models)")
+
+
+def _checkpoint(a) -> str:
+    from sdn.pretrained import resolve_checkpoint
+
+    return resolve_checkpoint(a.checkpoint, a.model)
+
+
+def _one_thread() -> None:
+    """For a few drawings: hundreds of tiny operations, where OpenMP's barriers between 2 threads
+    cost seconds on a busy machine and save nothing on an idle one (measured: docs/models.md)."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def cmd_demo(a) -> None:
     from sdn.demo import run_demo
     from sdn.teachers import check_resolution
@@ -133,16 +154,17 @@ def cmd_sample(a) -> None:
     if bool(a.text) == bool(a.data):
         raise UserError("give either --text (one or more captions) or --data CACHE (captions of its images)")
     if a.data:
-        sample_split_grid(a.checkpoint, a.data, a.out, a.split, a.count, a.device)
+        sample_split_grid(_checkpoint(a), a.data, a.out, a.split, a.count, a.device)
     else:
-        sample_to_file(a.checkpoint, a.text, a.out, a.n, a.device)
+        _one_thread()
+        sample_to_file(_checkpoint(a), a.text, a.out, a.n, a.device)
     print(f"wrote {a.out}")
 
 
 def cmd_evaluate(a) -> None:
     from sdn.evaluation import evaluate
 
-    result = evaluate(a.checkpoint, a.data, a.out, a.split, tuple(a.metrics.split(",")), a.classifier, a.classifier_weights,
+    result = evaluate(_checkpoint(a), a.data, a.out, a.split, tuple(a.metrics.split(",")), a.classifier, a.classifier_weights,
                       a.captions_per_image, a.is_splits, a.feature_precision, a.batch_size, a.device, a.figures, a.progress,
                       save_drawings=a.save_drawings)
     m = result["metrics"]
@@ -155,7 +177,7 @@ def cmd_evaluate(a) -> None:
 def cmd_figure(a) -> None:
     from sdn.evaluation import single_figure
 
-    single_figure(a.kind, a.checkpoint, a.data, a.out, a.split, a.count, a.classifier, a.classifier_weights, a.device)
+    single_figure(a.kind, _checkpoint(a), a.data, a.out, a.split, a.count, a.classifier, a.classifier_weights, a.device)
     print(f"wrote {a.out}")
 
 
@@ -164,8 +186,15 @@ def cmd_interpolate(a) -> None:
 
     if not a.text or len(a.text) != 2:
         raise UserError("give exactly two captions: --text A --text B")
-    interpolate_captions(a.checkpoint, a.text[0], a.text[1], a.steps, a.out, a.device)
+    _one_thread()
+    interpolate_captions(_checkpoint(a), a.text[0], a.text[1], a.steps, a.out, a.device)
     print(f"wrote {a.out}")
+
+
+def cmd_models(a) -> None:
+    from sdn.pretrained import model_card, models_table
+
+    print(model_card(a.name) if a.name else models_table(), end="")
 
 
 def cmd_ablate(a) -> None:
@@ -227,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sample", help="draw images for captions you type")
-    p.add_argument("--checkpoint", required=True, help="checkpoint file, exported generator.safetensors, or run folder")
+    _add_model_source(p, "checkpoint file, exported generator.safetensors, or run folder")
     p.add_argument("--text", action="append", help="a caption (repeat for several)")
     p.add_argument("--data", help="instead of --text: a prepared cache; draws its images' captions next to the real images")
     p.add_argument("--split", default="test", choices=["train", "test"], help="with --data: which split")
@@ -238,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("evaluate", help="the paper's metrics (SSIM, FSIM, IS, FID) and figures on a cache split; metrics.json + report.html")
-    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    _add_model_source(p)
     p.add_argument("--data", required=True, help="a cache made by `sdn data prepare` (same resolution and text encoder)")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--out", required=True, help="output folder")
@@ -259,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("figure", help="one of the paper's figures as an image file")
     p.add_argument("kind", choices=["compare", "diverse", "retrieval"],
                    help="compare: real vs generated (Figs. 3-4); diverse: n outputs per caption (Fig. 5); retrieval: nearest training images (Fig. 7)")
-    p.add_argument("--checkpoint", required=True)
+    _add_model_source(p)
     p.add_argument("--data", required=True, help="a prepared cache")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--count", type=int, default=8, help="captions to draw")
@@ -270,12 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_figure)
 
     p = sub.add_parser("interpolate", help="images along a line between two captions' embeddings (paper Fig. 8)")
-    p.add_argument("--checkpoint", required=True)
+    _add_model_source(p)
     p.add_argument("--text", action="append", help="caption A, then caption B")
     p.add_argument("--steps", type=int, default=7)
     p.add_argument("--out", required=True, help="image file (.png)")
     p.add_argument("--device")
     p.set_defaults(func=cmd_interpolate)
+
+    p = sub.add_parser("models", help="the trained models that ship with sdn (use one with --model NAME)")
+    p.add_argument("name", nargs="?", help="print this model's card")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("ablate", help="train and evaluate the paper's Table 3 schemes, teachers and loss balances alike")
     p.add_argument("--data", required=True, help="a prepared cache with all-minilm-l6-v2 embeddings")

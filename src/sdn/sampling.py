@@ -7,13 +7,12 @@ import os
 from pathlib import Path
 
 import torch
-import torchvision.utils
 
 from sdn.cache import load_cache
 from sdn.checkpoint import check_compatible, generator_from_checkpoint, load_checkpoint
 from sdn.errors import UserError
 from sdn.generator import Generator
-from sdn.plots import captioned_grid
+from sdn.plots import captioned_grid, save_grid
 from sdn.text import build_text_encoder, check_captions
 
 
@@ -76,7 +75,7 @@ def save_png(images: torch.Tensor, path: str | Path, nrow: int = 8) -> None:
     by a complete file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    torchvision.utils.save_image(images.float() / 255, tmp, nrow=nrow, padding=2, pad_value=1.0)
+    save_grid(images.float() / 255, tmp, nrow=nrow, padding=2, pad_value=1.0)
     os.replace(tmp, path)
 
 
