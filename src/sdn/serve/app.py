@@ -116,7 +116,7 @@ def build_app(models: list[LoadedModel], source: CaptionSource | None = None, ra
             captions = gr.Textbox(label="captions, one per line", lines=3, elem_id="captions", scale=4)
             draw = gr.Button("Draw", variant="primary", elem_id="draw", scale=1)
         message = gr.Markdown(label="message", elem_id="message")
-        gallery = gr.Gallery(label="drawings", format="png", columns=6, fit_columns=False, height="auto", object_fit="contain",
+        gallery = gr.Gallery(label="drawings", format="png", columns=6, fit_columns=False, height=None, object_fit="contain",
                              elem_id="gallery", buttons=["download", "fullscreen"])
         gr.Examples([[c] for c in examples], inputs=[captions], label="example captions"
                     + (" (unseen test classes)" if source else ""))
@@ -127,7 +127,7 @@ def build_app(models: list[LoadedModel], source: CaptionSource | None = None, ra
             steps = gr.Number(value=7, precision=0, label=f"steps (2 to {MAX_STEPS})", elem_id="steps")
             run_interpolation = gr.Button("Interpolate", elem_id="interpolate")
         strip_message = gr.Markdown(label="message", elem_id="strip-message")
-        strip = gr.Gallery(label="interpolation strip", format="png", columns=8, fit_columns=False, height="auto",
+        strip = gr.Gallery(label="interpolation strip", format="png", columns=8, fit_columns=False, height=220,
                            object_fit="contain", elem_id="strip", buttons=["download", "fullscreen"])
         gr.on([draw.click, captions.submit], page.draw, [captions, model], [gallery, message], api_name="draw",
               batch=True, max_batch_size=max_batch_size, concurrency_id="model", concurrency_limit=1)
@@ -173,9 +173,9 @@ def serve(checkpoints: list[str], model_names: list[str], data: str | None = Non
     launch(demo, host, port)
     local_only = host in ("127.0.0.1", "localhost", "::1")
     print(f"sdn serve: listening on http://{host}:{port}/" + (" (this machine only; --host 0.0.0.0 opens it to the network)"
-                                                             if local_only else " (OPEN TO THE NETWORK: anyone who reaches it can draw)"))
+                                                             if local_only else " (OPEN TO THE NETWORK: anyone who reaches it can draw)"), flush=True)
     if rank:
-        print(f"sdn serve: ranking page http://{host}:{port}/rank, answers saved to {rank_db}")
+        print(f"sdn serve: ranking page http://{host}:{port}/rank, answers saved to {rank_db}", flush=True)
     try:
         demo.block_thread()
     finally:
