@@ -101,13 +101,12 @@ class DrawPage:
 def build_app(models: list[LoadedModel], source: CaptionSource | None = None, rank_db: str | None = None,
               show_real: bool = False, max_batch_size: int = 16):
     """The Gradio Blocks: the drawing page and, with `rank_db`, the ranking page at /rank."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local tool
     import gradio as gr
 
     page = DrawPage(models, source)
     names = list(page.models)
     examples = source.examples() if source else list(DEFAULT_EXAMPLES)
-    with gr.Blocks(title="sdn: text to image", delete_cache=(600, 3600)) as demo:
+    with gr.Blocks(title="sdn: text to image", delete_cache=(600, 3600), analytics_enabled=False) as demo:
         gr.Markdown("# Symmetrical Distillation Networks: draw your own sentences\n"
                     f"One caption per line (at most {MAX_CAPTIONS}, each up to {MAX_CHARS} characters)."
                     + (" A caption of the dataset is shown beside its real image." if source else ""))
@@ -129,8 +128,9 @@ def build_app(models: list[LoadedModel], source: CaptionSource | None = None, ra
         strip_message = gr.Markdown(label="message", elem_id="strip-message")
         strip = gr.Gallery(label="interpolation strip", format="png", columns=8, fit_columns=False, height=220,
                            object_fit="contain", elem_id="strip", buttons=["download", "fullscreen"])
-        gr.on([draw.click, captions.submit], page.draw, [captions, model], [gallery, message], api_name="draw",
-              batch=True, max_batch_size=max_batch_size, concurrency_id="model", concurrency_limit=1)
+        # While a request waits or draws, Gradio shows its progress indicator (queue place, time) over the outputs.
+        draw.click(page.draw, [captions, model], [gallery, message], api_name="draw", batch=True,
+                   max_batch_size=max_batch_size, concurrency_id="model", concurrency_limit=1)
         run_interpolation.click(page.interpolate, [caption_a, caption_b, steps, model], [strip, strip_message],
                                 api_name="interpolate", concurrency_id="model", concurrency_limit=1)
     if rank_db is not None:
@@ -156,6 +156,7 @@ def serve(checkpoints: list[str], model_names: list[str], data: str | None = Non
     from sdn.serve import ranking_db
     from sdn.serve.models import load_models
 
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local tool; before gradio's import
     try:
         import gradio  # noqa: F401
     except ImportError:
