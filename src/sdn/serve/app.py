@@ -144,6 +144,7 @@ def launch(demo, host: str, port: int) -> None:
     """Start serving in a background thread (the page's drawings shown pixel for pixel, not blurred)."""
     try:
         demo.queue(default_concurrency_limit=1).launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
+                                                       run_history=False, footer_links=["api", "gradio", "settings"],
                                                        ssr_mode=False, show_error=False, css=PIXELATED)
     except OSError as e:
         raise UserError(f"cannot listen on {host}:{port}: {e}") from None
