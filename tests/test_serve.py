@@ -89,6 +89,23 @@ def test_interpolation_strip_goes_from_caption_a_to_caption_b(page, colour_model
     assert "caption B is empty" in page.interpolate("red", " ", 3, str(colour_model))[1]
 
 
+def test_models_load_from_a_run_folder_or_by_packaged_name(colour_model, monkeypatch):
+    import sys
+    from types import SimpleNamespace
+
+    import sdn
+
+    [model] = load_models([str(colour_model.parent)], [])  # a run folder holding only its export
+    assert model.name == str(colour_model.parent) and model.n_outputs == 1
+    packaged = SimpleNamespace(list_models=lambda: ["tiny-colours"], model_path=lambda name: colour_model)
+    monkeypatch.setitem(sys.modules, "sdn.pretrained", packaged)
+    monkeypatch.setattr(sdn, "pretrained", packaged, raising=False)
+    [model] = load_models([], ["tiny-colours"])
+    assert model.name == "tiny-colours" and model.draw(["red"]).shape == (1, 1, 3, 32, 32)
+    with pytest.raises(UserError, match="'other' is not a packaged model; choose from: tiny-colours"):
+        load_models([], ["other"])
+
+
 def test_model_choice_errors(colour_model):
     with pytest.raises(UserError, match="at least one model"):
         load_models([], [])
