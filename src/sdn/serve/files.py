@@ -23,10 +23,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from sdn.sampling import to_uint8
+
 
 def to_pixels(image: torch.Tensor):
-    """(3, H, W) floats in [0, 1] -> (H, W, 3) uint8 array."""
-    return (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    """(3, H, W) floats in [0, 1] -> (H, W, 3) uint8 array, quantised as every file sdn writes."""
+    return to_uint8(image).permute(1, 2, 0).numpy()
 
 
 class PngFiles:
