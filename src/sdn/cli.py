@@ -213,6 +213,18 @@ def _ablation_runs() -> list[str]:
     return list(RUNS)
 
 
+def cmd_serve(a) -> None:
+    from sdn.serve.app import serve
+
+    serve(a.checkpoint or [], a.model or [], a.data, a.host, a.port, a.device, a.rank, a.rank_db, a.show_real, a.max_batch_size)
+
+
+def cmd_rank_report(a) -> None:
+    from sdn.serve.rank_report import rank_report
+
+    print(rank_report(a.rank_db), end="")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdn", description="Symmetrical Distillation Networks for text-to-image synthesis.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -331,6 +343,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reuse or resume runs in --out whose saved settings differ in these keys (recorded); otherwise refused")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("serve", help="a local web page to draw your own captions (and --rank: rank models by hand, paper Table 2)")
+    p.add_argument("--checkpoint", action="append", help="run folder, .pt checkpoint or generator.safetensors (repeat for several models)")
+    p.add_argument("--model", action="append", help="a packaged model by name (repeat for several)")
+    p.add_argument("--data", help="a prepared cache: example captions of its unseen test classes, real images beside their captions")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--device", help="cpu, cuda ... (default: cuda when available)")
+    p.add_argument("--max-batch-size", type=int, default=16, help="queued requests drawn together in one generator call")
+    p.add_argument("--rank", action="store_true", help="add the ranking page /rank (needs --data and two or more models)")
+    p.add_argument("--rank-db", default="ranks.sqlite", help="SQLite file for the ranking answers (created if absent)")
+    p.add_argument("--show-real", action="store_true", help="ranking page: show the caption's real image, labelled, beside the drawings")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("rank-report", help="mean human rank of each model from a --rank-db file (paper Table 2)")
+    p.add_argument("--rank-db", required=True, help="the SQLite file written by `sdn serve --rank`")
+    p.set_defaults(func=cmd_rank_report)
     return parser
 
 
