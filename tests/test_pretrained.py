@@ -156,7 +156,7 @@ def test_evaluate_and_figure_resolve_the_model_name(tiny_models_dir, monkeypatch
     import sdn.evaluation
 
     seen = []
-    monkeypatch.setattr(sdn.evaluation, "evaluate", lambda checkpoint, *a: seen.append(checkpoint) or {"metrics": {}})
+    monkeypatch.setattr(sdn.evaluation, "evaluate", lambda checkpoint, *a, **kw: seen.append(checkpoint) or {"metrics": {}})
     monkeypatch.setattr(sdn.evaluation, "single_figure", lambda kind, checkpoint, *a: seen.append(checkpoint))
     assert main(["evaluate", "--model", FIXTURE, "--data", "cache", "--out", "o"]) == 0
     assert main(["figure", "compare", "--model", FIXTURE, "--data", "cache", "--out", "o.png"]) == 0

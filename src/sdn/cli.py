@@ -207,12 +207,6 @@ def cmd_ablate(a) -> None:
     print(f"wrote {a.out}/ablation.md, ablation.json, schemes.png, metrics.png, report.html")
 
 
-def _ablation_runs() -> list[str]:
-    from sdn.ablation import RUNS
-
-    return list(RUNS)
-
-
 def cmd_serve(a) -> None:
     from sdn.serve.app import serve
 
@@ -325,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ablate", help="train and evaluate the paper's Table 3 schemes, teachers and loss balances alike")
     p.add_argument("--data", required=True, help="a prepared cache with all-minilm-l6-v2 embeddings")
     p.add_argument("--out", required=True, help="folder for the runs and the table")
-    p.add_argument("--runs", help="comma-separated subset of: " + ",".join(_ablation_runs()))
+    p.add_argument("--runs", help="comma-separated subset of: image,stage1,stage2,joint,sdn,diverse,sdn-equal-taps,"
+                                  "sdn-efficientnet-lite0-random,sdn-vgg19-random,sdn-vgg19-imagenet")
     p.add_argument("--teacher", default="efficientnet-lite0", help="the base (pretrained) teacher")
     p.add_argument("--vgg19-weights", metavar="PATH", help="VGG19 ImageNet state dict for the sdn-vgg19-imagenet run")
     p.add_argument("--stage1-epochs", type=int, default=1, help="budget of every run, first part")
