@@ -128,6 +128,29 @@ def test_the_discriminator_learns_to_refuse_mismatched_captions_only_with_the_wr
         assert p_wrong > 0.5 and p_real - p_wrong < 0.3  # without the term nothing teaches D that a caption can be wrong
 
 
+@pytest.mark.parametrize("method", ["gan-int-cls", "stackgan1"])
+def test_the_generator_learns_what_the_discriminator_sees(method):
+    """Every real image is pure red: within 30 steps the drawings turn red (their red channel above the others)."""
+    torch.manual_seed(0)
+    c = {**cfg(method, 32), "gf_dim": 8, "df_dim": 8, "noise_dim": 8, "text_proj_dim": 8}
+    g, d = build_generator(c), build_discriminator(c)
+    images, texts = torch.full((8, 3, 32, 32), -1.0), torch.randn(8, 16)
+    images[:, 0] = 1.0
+    opt_g, opt_d = torch.optim.Adam(g.parameters(), 2e-3, betas=(0.5, 0.999)), torch.optim.Adam(d.parameters(), 2e-3, betas=(0.5, 0.999))
+    spec = baselines.METHODS[method]
+
+    def redness():
+        with torch.no_grad():
+            drawn, _ = g.draw(texts, torch.randn(8, g.noise_dim))
+        return (drawn[:, 0] - drawn[:, 1:].mean(1)).mean().item()
+
+    before = redness()
+    for _ in range(30):
+        x = StepInputs(images, texts, texts.roll(1, 0), *(torch.randn(8, g.noise_dim) for _ in range(3)))
+        gan_step(g, d, opt_g, opt_d, x, GanSettings(0.5, spec.interp_weight, spec.kl_weight), torch.device("cpu"), "fp32")
+    assert abs(before) < 0.1 and redness() > 0.25
+
+
 def test_kl_term_and_its_weight():
     mu, log_sigma = torch.tensor([[0.5, -1.0]]), torch.tensor([[0.1, -0.2]])
     by_hand = ((-0.1 + 0.5 * (-1 + math.exp(0.2) + 0.25)) + (0.2 + 0.5 * (-1 + math.exp(-0.4) + 1.0))) / 2
