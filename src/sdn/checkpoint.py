@@ -25,7 +25,10 @@ from sdn.generator import Generator
 from sdn.teachers import teacher_taps
 
 # Settings that fix the generator's architecture or meaning; a checkpoint only fits a run that agrees.
-ARCHITECTURE_KEYS = ("teacher", "resolution", "text_encoder", "text_dim", "fc_dim", "n_outputs")
+# "method": "sdn" or a GAN baseline (sdn.baselines); checkpoints written before it existed are SDN's.
+ARCHITECTURE_KEYS = ("method", "teacher", "resolution", "text_encoder", "text_dim", "fc_dim", "n_outputs", "noise_dim", "gf_dim",
+                     "df_dim", "text_proj_dim")
+_LEGACY_DEFAULTS = {"method": "sdn"}
 LATEST = "checkpoint-latest.pt"
 EXPORT = "generator.safetensors"
 _NUMBERED = re.compile(r"checkpoint-(\d+)\.pt")
@@ -191,7 +194,7 @@ def load_export(path: str | Path) -> dict:
 
 def check_compatible(ckpt_config: dict, config: dict, what: str = "this run") -> None:
     for key in ARCHITECTURE_KEYS:
-        if key in config and ckpt_config.get(key) != config[key]:
+        if key in config and ckpt_config.get(key, _LEGACY_DEFAULTS.get(key)) != config[key]:
             raise UserError(f"checkpoint was made with {key}={ckpt_config.get(key)!r} but {what} has {key}={config[key]!r}")
 
 
@@ -221,9 +224,15 @@ def check_same_training(saved: dict, wanted: dict, allowed=(), step: int | None 
     return record + [{"key": k, "from": saved.get(k, _OLD_DEFAULTS.get(k)), "to": wanted[k], "step": step} for k in differ]
 
 
-def generator_from_checkpoint(ckpt: dict) -> Generator:
+def generator_from_checkpoint(ckpt: dict) -> torch.nn.Module:
+    """SDN's generator, or a GAN baseline's (same drawing interface, see sdn.baselines.noise)."""
     cfg = ckpt["config"]
-    generator = Generator(teacher_taps(cfg["teacher"]), cfg["resolution"], cfg["text_dim"], cfg["fc_dim"], cfg["n_outputs"])
+    if cfg.get("method", "sdn") != "sdn":
+        from sdn.baselines import build_generator
+
+        generator = build_generator(cfg)
+    else:
+        generator = Generator(teacher_taps(cfg["teacher"]), cfg["resolution"], cfg["text_dim"], cfg["fc_dim"], cfg["n_outputs"])
     try:
         generator.load_state_dict(ckpt["generator"])
     except RuntimeError as e:

@@ -22,8 +22,9 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
     g.add_argument("--n-outputs", type=int, help="images per caption (diverse synthesis); default 3 for --scheme diverse, else 1")
     g.add_argument("--stage1-epochs", type=int, default=18 if demo else 100)
     g.add_argument("--stage2-epochs", type=int, default=14 if demo else 100)
-    g.add_argument("--batch-size", type=int, default=12, help="images per step over all processes (with torchrun: a multiple of their number)")
-    g.add_argument("--lr", type=float, default=1e-4)
+    g.add_argument("--batch-size", type=int, default=12,
+                   help="images per step over all processes (with torchrun: a multiple of their number); default 12 (SDN), 64 (GAN baselines)")
+    g.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate; default 1e-4 (SDN), 2e-4 (GAN baselines)")
     g.add_argument("--fc-dim", type=int, default=1024 if demo else 4096, help="width of g-fc8 and g-fc7")
     g.add_argument("--tap-weights", default="inverse-mean", choices=["equal", "inverse-mean"],
                    help="inverse-mean (default): each tap divided by its mean |activation| on real images, taps weighted alike; equal: the paper's raw sum")
@@ -102,6 +103,11 @@ def cmd_train(a) -> None:
     from sdn.teachers import check_resolution
     from sdn.training import training_loop
 
+    if a.method == "sdn" and a.epochs is not None:
+        raise UserError("--epochs is for the GAN baselines; SDN takes --stage1-epochs and --stage2-epochs")
+    if a.method != "sdn" and (a.stage1_epochs is not None or a.stage2_epochs is not None or a.scheme != "sdn"):
+        raise UserError(f"--scheme, --stage1-epochs and --stage2-epochs are SDN's; {a.method} takes --epochs")
+
     if a.data == "demo":
         check_resolution(a.size or 64)
         data = make_demo_data(a.size or 64, a.seed)
@@ -113,9 +119,18 @@ def cmd_train(a) -> None:
         data = load_cache(a.data, a.text_encoder)
         if a.size is not None and a.size != data.resolution:
             raise UserError(f"--size {a.size} but the cache {a.data} holds {data.resolution} px images")
-    path = training_loop(data, a.out, seed=a.seed, resume=a.resume, overwrite=a.overwrite, checkpoint_every=a.checkpoint_every or None,
-                         keep_checkpoints=a.keep_checkpoints, max_bad_steps=a.max_bad_steps,
-                         allow_changed_settings=tuple(a.allow_changed_settings), **_training_kwargs(a))
+    run = dict(seed=a.seed, resume=a.resume, overwrite=a.overwrite, checkpoint_every=a.checkpoint_every or None,
+               keep_checkpoints=a.keep_checkpoints, max_bad_steps=a.max_bad_steps, max_seconds=None if a.max_minutes is None else a.max_minutes * 60)
+    if a.method == "sdn":
+        a.batch_size, a.lr = a.batch_size or 12, a.lr or 1e-4
+        a.stage1_epochs, a.stage2_epochs = (100 if e is None else e for e in (a.stage1_epochs, a.stage2_epochs))
+        path = training_loop(data, a.out, **run, allow_changed_settings=tuple(a.allow_changed_settings), **_training_kwargs(a))
+    else:
+        from sdn.baselines.loop import gan_training_loop
+
+        path = gan_training_loop(data, a.out, method=a.method, text_encoder=a.text_encoder, epochs=a.epochs, batch_size=a.batch_size,
+                                 lr=a.lr, n_outputs=a.n_outputs, precision=a.precision, channels_last=a.channels_last, adam=a.adam,
+                                 device=a.device, progress=a.progress, **run)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, once
         print(f"wrote {path} and {path.parent / 'generator.safetensors'}")
 
@@ -169,8 +184,8 @@ def cmd_evaluate(a) -> None:
                       save_drawings=a.save_drawings)
     m = result["metrics"]
     shown = [f"{k.upper()} {m[k]:.4f}" + (f" ± {m[k + '_std']:.4f}" if f"{k}_std" in m else "")
-             for k in ("ssim", "fsim", "is", "fid", "colour_accuracy") if k in m]
-    print("; ".join(shown) + (f"  (IS by {m['is_classifier']})" if "is" in m else ""))
+             for k in ("ssim", "fsim", "is", "fid", "colour_accuracy", "variety") if k in m]
+    print("; ".join(shown) + (f"  (IS by {m['is_classifier']})" if "is" in m else "") + ("  COLLAPSED" if m.get("collapsed") else ""))
     print(f"wrote {a.out}/metrics.json and {a.out}/report.html")
 
 
@@ -219,6 +234,16 @@ def cmd_rank_report(a) -> None:
     print(rank_report(a.rank_db), end="")
 
 
+def cmd_table1(a) -> None:
+    from sdn.table1 import table1
+
+    table1(a.data, a.out, a.budget_minutes, tuple(a.methods.split(",")), a.teacher, a.teacher_weights, a.pixel_weight, a.fc_dim,
+           a.text_encoder, a.classifier, a.classifier_weights, a.captions_per_image, a.feature_precision, tuple(a.metrics.split(",")),
+           a.precision, a.seed, a.device, a.progress)
+    print((Path(a.out) / "table1.md").read_text())
+    print(f"wrote {a.out}/table1.md, table1.json, table1.png, report.html")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdn", description="Symmetrical Distillation Networks for text-to-image synthesis.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -240,8 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-changed-settings", nargs="+", default=[], metavar="KEY",
                    help="on resume, let these settings differ from the checkpoint's (training longer needs no permission); "
                         "any other difference is refused; changes are recorded in the run's config")
+    p.add_argument("--method", default="sdn", choices=["sdn", "gan-int-cls", "stackgan1"],
+                   help="sdn (default), or a Table 1 baseline: gan-int-cls (Reed et al. 2016), stackgan1 (StackGAN Stage-I)")
+    p.add_argument("--epochs", type=int, help="GAN baselines: epochs (default: the paper's 600; learning rates halve every 100 / 50)")
+    p.add_argument("--max-minutes", type=float, help="stop at the first step boundary after this much wall time, with a checkpoint")
     _add_training_args(p, demo=False)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, batch_size=None, lr=None, stage1_epochs=None, stage2_epochs=None)
 
     p = sub.add_parser("data", help="dataset tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
@@ -277,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="a cache made by `sdn data prepare` (same resolution and text encoder)")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--metrics", default="ssim,fsim,is,fid", help="comma-separated keys of the metric registry")
+    p.add_argument("--metrics", default="ssim,fsim,is,fid,variety", help="comma-separated keys of the metric registry")
     p.add_argument("--classifier", default="efficientnet-lite0", help="Inception Score network: efficientnet-lite0 (offline) or inception-v3")
     p.add_argument("--classifier-weights", metavar="PATH", help="local classifier weights (inception-v3: torchvision's state dict)")
     p.add_argument("--captions-per-image", type=int, help="default: all (the paper's protocol)")
@@ -355,6 +384,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rank-report", help="mean human rank of each model from a --rank-db file (paper Table 2)")
     p.add_argument("--rank-db", required=True, help="the SQLite file written by `sdn serve --rank`")
     p.set_defaults(func=cmd_rank_report)
+
+    p = sub.add_parser("table1", help="the paper's Table 1: SDN, GAN-INT-CLS and StackGAN Stage-I under one wall-clock budget, scored alike")
+    p.add_argument("--data", required=True, help="a prepared cache with the text encoder's embeddings")
+    p.add_argument("--out", required=True, help="folder for the runs and the table (rerun: finished runs are reused, others continued)")
+    p.add_argument("--budget-minutes", type=float, required=True, help="wall-clock training time of every method")
+    p.add_argument("--methods", default="sdn,gan-int-cls,stackgan1")
+    p.add_argument("--teacher", default="efficientnet-lite0", help="SDN's teacher (vgg19 + --teacher-weights: the paper's)")
+    p.add_argument("--teacher-weights", metavar="PATH")
+    p.add_argument("--pixel-weight", type=float, default=10.0, help="SDN's image-term weight")
+    p.add_argument("--fc-dim", type=int, default=1024, help="SDN's g-fc8/g-fc7 width")
+    p.add_argument("--text-encoder", default="all-minilm-l6-v2")
+    p.add_argument("--classifier", default="efficientnet-lite0", help="IS network (inception-v3 + --classifier-weights: comparable with published IS)")
+    p.add_argument("--classifier-weights", metavar="PATH")
+    p.add_argument("--captions-per-image", type=int, help="default: all (the paper's protocol)")
+    p.add_argument("--feature-precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--metrics", default="ssim,fsim,is,fid,variety")
+    p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"], help="training precision of every method")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=cmd_table1)
     return parser
 
 

@@ -23,7 +23,7 @@ from sdn.plots import loss_plot
 from sdn.report import image, table, write_report
 from sdn.sampling import Sampler, save_png
 
-DEFAULT_METRICS = ("ssim", "fsim", "is", "fid")
+DEFAULT_METRICS = ("ssim", "fsim", "is", "fid", "variety")
 
 
 def load_for_evaluation(checkpoint: str | Path, cache: str | Path, split: str) -> tuple[dict, Generator, CaptionedImages]:
@@ -162,7 +162,7 @@ def _checkpoint_file(checkpoint) -> Path:
 
 def _metrics_html(results: dict) -> str:
     rows = []
-    for key in ("ssim", "fsim", "is", "fid", "colour_accuracy"):
+    for key in ("ssim", "fsim", "is", "fid", "colour_accuracy", "variety"):
         if key in results:
             std = results.get(f"{key}_std")
             count = results.get(f"{key}_pairs") or results.get(f"{key}_images") or results.get(f"{key}_generated_images") or results.get("images")
@@ -171,6 +171,8 @@ def _metrics_html(results: dict) -> str:
                 how = f"classifier {results['is_classifier']}; {how}"
             if key == "fid":
                 how = f"{results['fid_network']}; {results['fid_real_images']} real images; {how}"
+            if key == "variety":
+                how = f"{'COLLAPSED' if results['collapsed'] else 'not collapsed'}; nearest-neighbour ratio {results['variety_nearest']:.3f}; {how}"
             rows.append({"metric": key.upper(), "value": results[key], "std": "" if std is None else std, "samples": count, "how": how})
     return table(rows, ["metric", "value", "std", "samples", "how"])
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from sdn.baselines.noise import fixed_noise
 from sdn.data import CaptionedImages
 from sdn.generator import Generator
 from sdn.plots import captioned_grid
@@ -45,10 +46,12 @@ def retrieval(queries: torch.Tensor, query_feats: torch.Tensor, captions: list[s
 
 def interpolation(generator: Generator, text_a: torch.Tensor, text_b: torch.Tensor, caption_a: str, caption_b: str,
                   steps: int, path: Path, precision: str = "bf16") -> None:
-    """Images for linear interpolations between two caption embeddings (raw encoder space)."""
+    """Images for linear interpolations between two caption embeddings (raw encoder space). A GAN
+    baseline draws every step with the same noise, so that only the caption changes (Reed et al.)."""
     weights = torch.linspace(0, 1, steps)
     text = torch.stack([(1 - w) * text_a + w * text_b for w in weights])
-    images = generate(generator, text, precision=precision)
+    with fixed_noise(generator):
+        images = generate(generator, text, precision=precision)
     rows = [(f"output {p + 1}" if images.shape[1] > 1 else "", images[:, p]) for p in range(images.shape[1])]
     labels = [f"{1 - w:.2f} A + {w:.2f} B" for w in weights.tolist()]
     captioned_grid(rows, labels, path, title=f"Sentence interpolation. A: {caption_a}   B: {caption_b}")

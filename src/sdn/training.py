@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sdn import distributed
+from sdn.budget import WallClockBudget
 from sdn.checkpoint import (EXPORT, LATEST, check_compatible, check_same_training, checkpoint_files, export_generator,
                             load_checkpoint, newest_checkpoint, remove_run_files, remove_stale_temporaries, save_numbered)
 from sdn.data import CaptionedImages
@@ -112,8 +113,10 @@ def training_loop(
     overwrite: bool = False,  # start afresh in a run folder that already holds a checkpoint
     allow_changed_settings: tuple[str, ...] = (),  # on resume, settings (keys of the saved config) that may
     # differ from the checkpoint's; any other difference is refused. Each change is recorded in the config.
+    max_seconds: float | None = None,  # stop at the first step boundary after this much wall time, with a checkpoint
 ) -> Path:
     """Train a generator on `data`'s train split; returns the path of the last checkpoint."""
+    budget = WallClockBudget(max_seconds)  # counts setup too: the budget is wall time
     if scheme not in SCHEMES:
         raise UserError(f"unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
     if tap_weights not in ("equal", "inverse-mean"):
@@ -141,6 +144,7 @@ def training_loop(
                         f"processes: choose a multiple of {world_size}")
     run_dir = Path(run_dir)
     world = distributed.setup(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    budget.world = world
     dev = distributed.local_device(device, world)
     if world.is_main:
         _ensure_writable(run_dir)
@@ -151,7 +155,7 @@ def training_loop(
 
     encoder_name = text_encoder_instance.name if text_encoder_instance is not None else text_encoder
     config = dict(
-        teacher=teacher, teacher_pooling=teacher_pooling, teacher_init=teacher_init, resolution=data.resolution,
+        method="sdn", teacher=teacher, teacher_pooling=teacher_pooling, teacher_init=teacher_init, resolution=data.resolution,
         text_encoder=encoder_name, fc_dim=fc_dim, n_outputs=n_outputs, scheme=scheme,
         pair_preactivation=pair_preactivation,
         stage1_epochs=stage1_epochs, stage2_epochs=stage2_epochs, batch_size=batch_size, lr=lr,
@@ -231,7 +235,7 @@ def training_loop(
 
     # The compiled modules share their parameters with the originals, which are what gets saved.
     step_generator, step_teacher = (torch.compile(generator), torch.compile(teacher_net)) if compile else (generator, teacher_net)
-    bad_in_a_row = 0
+    bad_in_a_row, out_of_time = 0, False
     for epoch in range(start_epoch, total_epochs):
         stage = SCHEMES[scheme][0] if epoch < stage1_epochs else SCHEMES[scheme][1]
         order, caption_pick = epoch_order(seed, epoch, len(train), embeddings.shape[1])
@@ -257,10 +261,15 @@ def training_loop(
             bar.update(1)
             bar.set_postfix(stage=stage, loss=f"{loss:.4f}", refresh=False)
             epoch_done = i + batch_size >= len(train)
-            if epoch_done or (checkpoint_every is not None and step % checkpoint_every == 0):
+            out_of_time = budget.spent()
+            if epoch_done or out_of_time or (checkpoint_every is not None and step % checkpoint_every == 0):
                 save(epoch, min(i + batch_size, len(train)))
+            if out_of_time:
+                break
         if log is not None:
             log.epoch_end(step, generator, preview, precision)
+        if out_of_time:
+            break
     bar.close()
     if log is not None:
         log.close()

@@ -58,5 +58,5 @@ def register(name: str, description: str):
     return wrap
 
 
-from sdn.metrics import colour, fid, inception_score, similarity  # noqa: F401  (they register themselves)
+from sdn.metrics import colour, fid, inception_score, similarity, variety  # noqa: F401  (they register themselves)
 from sdn.metrics.colour import colour_accuracy, object_colours  # noqa: F401
