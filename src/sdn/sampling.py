@@ -32,8 +32,9 @@ class Sampler:
         self.model = generator
         if precision == "bf16":
             self.model = copy.deepcopy(generator).to(torch.bfloat16)
-            for name, buffer in generator.named_buffers():
-                setattr(self.model, name, buffer.float().clone())
+            for name, buffer in generator.named_buffers(recurse=False):  # the caption statistics
+                if buffer.is_floating_point():
+                    setattr(self.model, name, buffer.float().clone())
         self.n_outputs, self.resolution = generator.n_outputs, generator.resolution
         self.device = next(generator.parameters()).device
 

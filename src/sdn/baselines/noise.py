@@ -69,7 +69,9 @@ class BaselineGenerator(nn.Module):
         self.train(was_training)
 
     def standardise(self, text: torch.Tensor) -> torch.Tensor:
-        return (text - self.text_mean) / self.text_std
+        """In fp32 (as SDN's Generator), then in the weights' type: a bf16 Sampler keeps these buffers fp32."""
+        dtype = next(self.parameters()).dtype
+        return ((text.float() - self.text_mean.float()) / self.text_std.float()).to(dtype)
 
     def sampling_noise(self, text: torch.Tensor) -> torch.Tensor:
         """(B, n_outputs, noise_dim): each caption's bank row (see the module docstring)."""
@@ -89,7 +91,7 @@ class BaselineGenerator(nn.Module):
         if noise.dim() == 2:
             noise = noise[:, None]
         n = noise.shape[1]
-        images, _ = self.draw(text.repeat_interleave(n, 0), noise.flatten(0, 1).to(text.dtype))
+        images, _ = self.draw(text.repeat_interleave(n, 0), noise.flatten(0, 1).to(next(self.parameters()).dtype))
         return ((images + 1) / 2).unflatten(0, (len(text), n)), []
 
 
