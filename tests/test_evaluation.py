@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import HashEncoder
+from sdn.errors import UserError
 from sdn.cli import main
 from sdn.demo_data import make_demo_data
 
@@ -146,3 +147,45 @@ def test_ablate_trains_evaluates_and_tabulates(tiny, tmp_path):
     ablate(cache, out, runs=("sdn",), stage1_epochs=1, stage2_epochs=0, fc_dim=16, text_encoder="test-hash", progress=False)
     assert (out / "sdn" / "checkpoint-latest.pt").stat().st_mtime_ns == stamp
     assert (out / "sdn" / "eval" / "metrics.json").stat().st_mtime_ns == evaluated
+    # a finished run trained with other settings is refused, not relabelled with the new ones
+    with pytest.raises(UserError, match=r"sdn: the run was trained with other settings \(pixel_weight: 10.0 saved, 3.0 now\)"):
+        ablate(cache, out, runs=("sdn",), stage1_epochs=1, stage2_epochs=0, fc_dim=16, text_encoder="test-hash", progress=False,
+               pixel_weight=3.0)
+    assert (out / "sdn" / "checkpoint-latest.pt").stat().st_mtime_ns == stamp
+
+
+def test_ssim_agrees_with_scikit_image_on_the_same_pairs(tiny):
+    """An independent implementation on the pairs `sdn evaluate` scores (measured: 4 digits)."""
+    skimage_metrics = pytest.importorskip("skimage.metrics")
+    from sdn.metrics import EvalContext, METRICS
+
+    root, cache, run = tiny
+    from sdn.cache import load_cache
+    from sdn.checkpoint import load_checkpoint
+    from sdn.evaluation import draw_all
+    from sdn.checkpoint import generator_from_checkpoint
+
+    data = load_cache(cache, "test-hash").subset("test")
+    generated = draw_all(generator_from_checkpoint(load_checkpoint(run)), data, 1)
+    ours = METRICS["ssim"].fn(EvalContext(generated, data))["ssim"]
+    theirs = np.mean([
+        skimage_metrics.structural_similarity(generated[i, 0, 0].permute(1, 2, 0).numpy(), data.images[i].permute(1, 2, 0).numpy(),
+                                              channel_axis=2, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                              data_range=255)
+        for i in range(len(data))])
+    assert ours == pytest.approx(theirs, abs=2e-3)
+    assert abs(ours - 1.0) > 0.05  # drawings are not their real images: the check compares real numbers
+
+
+def test_sample_and_evaluate_draw_byte_identical_pngs_for_the_same_caption(tiny, tmp_path):
+    """One drawing path: the same checkpoint and caption give the same file from two commands."""
+    root, cache, run = tiny
+    from sdn.cache import load_cache
+
+    caption = load_cache(cache).subset("test").captions[0][0]
+    assert main(["evaluate", "--checkpoint", str(run), "--data", str(cache), "--out", str(tmp_path / "ev"), "--metrics", "ssim",
+                 "--captions-per-image", "1", "--no-figures", "--save-drawings", "--no-progress"]) == 0
+    assert main(["sample", "--checkpoint", str(run), "--text", caption, "-n", "1", "--out", str(tmp_path / "one.png")]) == 0
+    from_evaluate = (tmp_path / "ev" / "drawings" / "00000_0_0.png").read_bytes()
+    assert (tmp_path / "one.png").read_bytes() == from_evaluate
+    assert (tmp_path / "ev" / "drawings" / "00001_0_0.png").read_bytes() != from_evaluate  # another caption, another image

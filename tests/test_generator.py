@@ -64,3 +64,37 @@ def test_text_statistics_standardise_the_input():
     emb = torch.randn(100, 4) * 5 + 3
     g.set_text_statistics(emb)
     assert torch.allclose(g.text_mean, emb.mean(0)) and torch.allclose(g.text_std, emb.std(0))
+
+
+@pytest.mark.parametrize("teacher", ["vgg19", "efficientnet-lite0"])
+def test_each_activation_is_paired_with_its_tap_by_identity_not_only_shape(teacher):
+    """VGG19's conv4_1..conv4_4 share one shape: a reordering would pass a shape check. Each step
+    records the tap it mirrors; the activation at position i must be that very step's output."""
+    taps = build_teacher(teacher, init="random", resolution=64).taps
+    g = Generator(taps, 64, text_dim=5, fc_dim=16)
+    outputs = {}
+    for step in g.steps:
+        step.register_forward_hook(lambda m, _, out: outputs.__setitem__(m.tap_name, out[1]))
+    with torch.no_grad():
+        _, acts = g(torch.randn(2, 5))
+    assert [s.tap_name for s in g.steps][-1] == "image"
+    for tap, act in zip(taps[:-1], acts[:-1]):
+        assert act is outputs[tap.name], tap.name
+    assert all(act is not out for act in acts[-1:] for out in outputs.values())  # the deepest: g-fc6's output
+
+
+def test_default_pairing_is_post_relu_for_vgg_and_pre_relu_for_signed_taps(tmp_path):
+    from sdn.teachers import default_pair_preactivation
+
+    assert default_pair_preactivation("vgg19") is False and default_pair_preactivation("vgg16") is False
+    assert default_pair_preactivation("efficientnet-lite0") is True
+    post = Generator(teacher_taps("vgg19"), 32, text_dim=5, fc_dim=16, pair_preactivation=False)
+    pre = Generator(teacher_taps("vgg19"), 32, text_dim=5, fc_dim=16, pair_preactivation=True)
+    pre.load_state_dict(post.state_dict())
+    with torch.no_grad():
+        text = torch.randn(3, 5)
+        acts_post, acts_pre = post(text)[1], pre(text)[1]
+    assert all((a >= 0).all() for a in acts_post)
+    assert any((a < 0).any() for a in acts_pre)
+    for a, b in zip(acts_post, acts_pre):
+        assert torch.equal(a, b.clamp_min(0))

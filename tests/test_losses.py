@@ -71,3 +71,35 @@ def test_tap_scales_divide_the_teachers_activations():
     # Stage II: both sides are divided: |4 - 8| / 2 = 2
     s2 = Stage2Loss([0.5], tap_scales=[2.0])(real=real, images=images, real_feats=feats, fake_feats=[torch.full((1, 2, 1, 1), 8.0)])
     assert s2.item() == pytest.approx(0.5 * 2.0)
+
+
+def test_sum_reduction_is_the_papers_plain_l1_hand_computed():
+    """Eq. 1 with ||.||_1 a plain sum over each image's elements, taps weighted 1, batch mean."""
+    real = torch.zeros(2, 3, 2, 2)
+    images = torch.full((2, 1, 3, 2, 2), 0.25)  # pixel: 12 elements x 0.25 = 3 per image
+    real_feats = [torch.ones(2, 4, 1, 1), torch.zeros(2, 2, 2, 2)]
+    acts = [torch.zeros(2, 4, 1, 1), torch.full((2, 2, 2, 2), -0.5)]  # taps: 4 x 1 = 4 and 8 x 0.5 = 4
+    kw = dict(real=real, images=images, real_feats=real_feats, generator_acts=acts)
+    assert Stage1Loss([1.0, 1.0], pixel_weight=1.0, reduction="sum")(**kw).item() == pytest.approx(4 + 4 + 3)
+    assert Stage1Loss([1.0, 1.0], pixel_weight=1.0, reduction="mean")(**kw).item() == pytest.approx(1 + 0.5 + 0.25)
+    fake = [torch.zeros(2, 4, 1, 1), torch.zeros(2, 2, 2, 2)]
+    s2 = Stage2Loss([1.0, 1.0], pixel_weight=2.0, reduction="sum")(real=real, images=images, real_feats=real_feats, fake_feats=fake)
+    assert s2.item() == pytest.approx(4 + 0 + 2 * 3)
+    assert l1_per_image(torch.ones(1, 2, 3), torch.zeros(1, 2, 3), "sum").item() == 6.0
+
+
+def test_sum_reduction_gradient_is_the_sign_per_element():
+    a = torch.tensor([[1.0, -2.0, 3.0]], requires_grad=True)
+    l1_per_image(a, torch.zeros(1, 3), "sum").sum().backward()
+    assert a.grad.tolist() == [[1.0, -1.0, 1.0]]
+
+
+def test_diverse_mean_weight_zero_is_the_pure_minimum_of_eqs_4_5():
+    real = torch.zeros(1, 3, 1, 1)
+    images = torch.tensor([0.2, 0.6]).view(1, 2, 1, 1, 1).expand(1, 2, 3, 1, 1).clone().requires_grad_()
+    pure = ImageLoss([], pixel_weight=1.0, diverse_mean_weight=0.0)(real=real, images=images)
+    assert pure.item() == pytest.approx(0.2)  # min(0.2, 0.6), nothing else
+    pure.backward()
+    assert images.grad[0, 1].abs().sum() == 0  # the worse output gets no gradient at all
+    crn = ImageLoss([], pixel_weight=1.0, diverse_mean_weight=0.001)(real=real, images=images.detach())
+    assert crn.item() == pytest.approx(0.2 + 0.001 * 0.4)

@@ -45,11 +45,21 @@ def test_inception_score_known_values():
     one_class[:, 7] = 1
     assert inception_score(one_class, 10)[0] == pytest.approx(1.0, abs=1e-6)
     k = 5
-    confident = torch.eye(k).repeat(20, 1)  # every split: confident predictions, uniform over k classes
-    mean, std = inception_score(confident, 10)
+    confident = torch.eye(k).repeat(20, 1)  # every consecutive split: confident, uniform over k classes
+    mean, std = inception_score(confident, 10, seed=None)
     assert mean == pytest.approx(k, rel=1e-6) and std == pytest.approx(0.0, abs=1e-6)
     uncertain = torch.full((100, k), 1 / k)
     assert inception_score(uncertain, 10)[0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_inception_score_splits_are_shuffled_not_class_sorted():
+    """Drawings arrive sorted by class (the cache's order): 20 classes, 10 splits. Consecutive
+    splits would each see 2 classes (IS 2); shuffled ones see nearly all 20."""
+    sorted_by_class = torch.eye(20).repeat_interleave(50, 0)  # 1,000 confident predictions, class-sorted
+    mean, _ = inception_score(sorted_by_class, 10)
+    assert mean > 15  # 100 draws over 20 classes per split: about 20 * (1 - e^-5) effective classes
+    assert inception_score(sorted_by_class, 10, seed=None)[0] == pytest.approx(2.0, rel=1e-6)
+    assert mean == inception_score(sorted_by_class, 10)[0]  # the seed is fixed: the same score every time
 
 
 def test_inception_score_needs_a_sample_per_split():

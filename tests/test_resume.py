@@ -171,3 +171,38 @@ def test_log_lines_export_and_tensorboard(tmp_path, tiny_data, monkeypatch):
         a = generator_from_checkpoint(export)(text)[0]
         b = generator_from_checkpoint(load_checkpoint(last))(text)[0]
     assert torch.equal(a, b)
+
+
+def test_resume_refuses_changed_settings_unless_allowed_and_records_them(tmp_path, tiny_data, monkeypatch):
+    crash_at_step(monkeypatch, 3)
+    with pytest.raises(Killed):
+        training_loop(tiny_data, tmp_path, **RUN)  # checkpoint at step 2
+    monkeypatch.setattr(training, "train_step", train_step)  # alive again
+    for key, value in (("pixel_weight", 7.0), ("scheme", "joint"), ("tap_weights", "equal"), ("lr", 3e-4),
+                       ("loss_reduction", "sum"), ("pair_preactivation", False), ("seed", 5)):
+        with pytest.raises(UserError, match=f"{key}: .* saved, {value!r} now"):
+            training_loop(tiny_data, tmp_path, resume="auto", **{**RUN, key: value})
+    with pytest.raises(UserError, match="lr: 0.0001 saved, 0.0003 now; pixel_weight: 1.0 saved, 7.0 now"):
+        training_loop(tiny_data, tmp_path, resume="auto", **{**RUN, "pixel_weight": 7.0, "lr": 3e-4})
+    # training longer needs no permission but is recorded; runtime switches with the same results are not settings
+    training_loop(tiny_data, tmp_path, resume="auto", **{**RUN, "stage2_epochs": 2, "adam": "foreach", "lr": 2e-4},
+                  allow_changed_settings=("lr",))
+    config = load_checkpoint(tmp_path)["config"]
+    assert config["stage2_epochs"] == 2 and config["lr"] == 2e-4
+    assert config["changed_settings"] == [{"key": "stage2_epochs", "from": 1, "to": 2, "step": 2},
+                                          {"key": "lr", "from": 1e-4, "to": 2e-4, "step": 2}]
+    assert [s for s, *_ in load_checkpoint(tmp_path)["history"]][-1] == 9  # 3 epochs of 3 steps: the longer run was trained
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes_with_its_old_default(tmp_path, tiny_data, monkeypatch):
+    crash_at_step(monkeypatch, 3)
+    with pytest.raises(Killed):
+        training_loop(tiny_data, tmp_path, **RUN)
+    monkeypatch.setattr(training, "train_step", train_step)  # alive again
+    path = checkpoint_files(tmp_path)[0]
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["config"]["loss_reduction"]  # as written before --loss-reduction existed
+    torch.save(ckpt, path)
+    training_loop(tiny_data, tmp_path, resume=path, **RUN)
+    with pytest.raises(UserError, match="loss_reduction: 'mean' saved, 'sum' now"):
+        training_loop(tiny_data, tmp_path, resume="auto", **{**RUN, "loss_reduction": "sum"})

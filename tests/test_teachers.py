@@ -87,3 +87,21 @@ def test_efficientnet_lite0_real_weights_top1_stable_under_flip(oxford_root):
     top = probs.argmax(1)
     assert top[0] == top[1]
     assert probs[0, top[0]] > 0.2  # a trained classifier is confident; random weights give ~0.001
+
+
+def test_rgb_order_the_pretrained_teacher_sees_flowers_only_in_rgb(oxford_root):
+    """The cache's reader gives RGB; a pretrained teacher fed those images recognises flowers
+    (ImageNet's 'daisy', 985) far more often than fed the same images with red and blue swapped.
+    Measured on these 40 images: daisy probability 0.240 (RGB) vs 0.189 (BGR), and 23 of 40 top-1
+    predictions change."""
+    from sdn.cache import load_image
+
+    files = sorted((oxford_root / "jpg").glob("*.jpg"))[::160][:40]
+    images = torch.stack([torch.from_numpy(load_image(f, 224)) for f in files]).float() / 255
+    teacher = build_teacher("efficientnet-lite0", resolution=224)
+    with torch.no_grad():
+        probs = {name: teacher.net._fc(teacher(x)[-1].mean((2, 3))).softmax(1)
+                 for name, x in (("rgb", images), ("bgr", images.flip(1)))}
+    daisy = {k: p[:, 985].mean().item() for k, p in probs.items()}
+    assert daisy["rgb"] > daisy["bgr"] + 0.03
+    assert (probs["rgb"].argmax(1) != probs["bgr"].argmax(1)).float().mean() > 0.3

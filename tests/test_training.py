@@ -94,3 +94,42 @@ def test_a_fresh_run_does_not_silently_replace_an_existing_one(tmp_path, tiny_da
     training_loop(tiny_data, tmp_path, stage1_epochs=1, stage2_epochs=0, overwrite=True, **TINY)
     lines = (tmp_path / "stats.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]  # the new run's log only, one line per step
+
+
+class CountingTeacher(torch.nn.Module):
+    """Wraps a teacher and records, per call, whether the images needed gradients (drawn) or not (real)."""
+
+    def __init__(self, teacher):
+        super().__init__()
+        self.teacher, self.taps, self.calls = teacher, teacher.taps, []
+
+    def forward(self, images):
+        self.calls.append("drawn" if images.requires_grad else "real")
+        return self.teacher(images)
+
+
+@pytest.mark.parametrize("scheme", list(SCHEMES))
+def test_each_scheme_uses_exactly_its_loss_terms_and_teacher_passes(scheme):
+    """image: pixel only, no teacher; stage1: taps of G's own activations, teacher on the real images
+    only; stage2: teacher on real and drawn; joint: both losses' terms."""
+    expected = {
+        "image": (("loss", "pixel"), []),
+        "stage1": (("loss", "taps", "pixel"), ["real"]),
+        "stage2": (("loss", "taps", "pixel"), ["real", "drawn"]),
+        "joint": (("loss", "stage1_taps", "stage1_pixel", "stage2_taps", "stage2_pixel"), ["real", "drawn"]),
+    }
+    from sdn.losses import ImageLoss, SumOfLosses
+
+    teacher = CountingTeacher(build_teacher("efficientnet-lite0", resolution=32))
+    weights = [1.0] * len(teacher.taps)
+    losses = {"image": ImageLoss(weights), "stage1": Stage1Loss(weights), "stage2": Stage2Loss(weights)}
+    losses["joint"] = SumOfLosses(stage1=losses["stage1"], stage2=losses["stage2"])
+    for stage in dict.fromkeys(SCHEMES[scheme]):
+        teacher.calls.clear()
+        generator = Generator(teacher.taps, 32, 4, fc_dim=16)
+        terms = train_step(generator, teacher, losses[stage], stage, torch.rand(2, 3, 32, 32), torch.randn(2, 4),
+                           torch.optim.SGD(generator.parameters(), 0.0), torch.device("cpu"), "fp32")
+        names, calls = expected[stage]
+        assert tuple(terms) == names and teacher.calls == calls, stage
+        if stage == "joint":
+            assert terms["loss"] == pytest.approx(sum(v for k, v in terms.items() if k != "loss"), rel=1e-5)

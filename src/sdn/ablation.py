@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from sdn.cache import load_cache
-from sdn.checkpoint import generator_from_checkpoint, load_checkpoint
+from sdn.checkpoint import check_same_training, generator_from_checkpoint, load_checkpoint
 from sdn.errors import UserError
 from sdn.evaluation import draw_all, evaluate, file_sha256
 from sdn.figures import one_per_class
@@ -28,8 +28,12 @@ RUNS: dict[str, tuple[str, dict]] = {
     "sdn": ("Table 3: two-stage SDN (the base)", {"scheme": "sdn"}),
     "diverse": ("Table 3: diverse synthesis (3 outputs)", {"scheme": "diverse"}),
     "sdn-equal-taps": ("loss balance: equal tap weights instead of the inverse-mean default", {"tap_weights": "equal"}),
-    "sdn-vgg19-random": ("teacher: randomly initialised VGG19", {"teacher": "vgg19", "teacher_init": "random"}),
-    "sdn-vgg19-imagenet": ("teacher: VGG19 with ImageNet weights (needs --vgg19-weights or torchvision's cache)",
+    # Teacher knowledge: the same network pretrained vs random, so only the weights differ.
+    "sdn-efficientnet-lite0-random": ("teacher knowledge: the base EfficientNet-Lite0 with random weights (compare with sdn)",
+                                      {"teacher": "efficientnet-lite0", "teacher_init": "random"}),
+    "sdn-vgg19-random": ("teacher knowledge: VGG19 with random weights (compare with sdn-vgg19-imagenet)",
+                         {"teacher": "vgg19", "teacher_init": "random"}),
+    "sdn-vgg19-imagenet": ("teacher network: VGG19 with ImageNet weights, the paper's (needs --vgg19-weights or torchvision's cache)",
                            {"teacher": "vgg19"}),
 }
 COLUMNS = ["run", "what", "ssim", "fsim", "is", "fid", "train_s", "steps"]
@@ -54,6 +58,7 @@ def ablate(
     progress: bool = True,
     feature_precision: str = "bf16",  # IS/FID features of every run (bf16: about 5x faster; all runs alike)
     text_encoder: str = "all-minilm-l6-v2",  # its embeddings must be in the cache
+    allow_changed_settings: tuple[str, ...] = (),  # keys in which a run already in `out` may differ from these settings
 ) -> dict:
     """Trains (or resumes, or reuses finished) runs in `out`/<run>, evaluates each, and writes
     `out`/ablation.md, ablation.json, schemes.png, metrics.png and report.html."""
@@ -77,7 +82,7 @@ def ablate(
         if name == "sdn-vgg19-imagenet":
             kwargs["teacher_weights"] = vgg19_weights
         run_dir = out / name
-        checkpoint, train_seconds = _train_or_reuse(data, run_dir, kwargs)
+        checkpoint, train_seconds = _train_or_reuse(data, run_dir, kwargs, allow_changed_settings)
         ckpt = load_checkpoint(checkpoint)
         result = _reuse_evaluation(run_dir / "eval", checkpoint, captions_per_image, classifier, feature_precision)
         if result is None:
@@ -100,17 +105,25 @@ def _vgg19_weights_available(path: str | None) -> bool:
     return (Path(torch.hub.get_dir()) / "checkpoints" / "vgg19-dcbb9e9d.pth").is_file()
 
 
-def _train_or_reuse(data, run_dir: Path, kwargs: dict) -> tuple[Path, float]:
-    """A finished run is reused, an interrupted one resumed; returns its checkpoint and training seconds."""
+def _train_or_reuse(data, run_dir: Path, kwargs: dict, allow_changed_settings: tuple[str, ...]) -> tuple[Path, float]:
+    """A finished run is reused, an interrupted one resumed, either only if it was trained with these
+    settings (else one line naming the differing ones); returns its checkpoint and training seconds."""
     latest, timing = run_dir / "checkpoint-latest.pt", run_dir / "train_seconds.json"
     total_epochs = kwargs["stage1_epochs"] + kwargs["stage2_epochs"]
     spent = json.loads(timing.read_text())["seconds"] if timing.is_file() else 0.0
     n_train = data.split.count("train")
-    if latest.is_file() and resume_position(load_checkpoint(latest), n_train)[0] >= total_epochs:
-        return latest, spent
+    if latest.is_file():
+        saved = load_checkpoint(latest)
+        wanted = {k: v for k, v in kwargs.items() if k not in ("device", "progress", "teacher_weights")}
+        try:
+            check_same_training(saved["config"], wanted, allow_changed_settings)
+        except UserError as e:
+            raise UserError(f"{run_dir}: {e}") from None
+        if resume_position(saved, n_train)[0] >= total_epochs:
+            return latest, spent
     started = time.perf_counter()
     if latest.is_file():
-        checkpoint = training_loop(data, run_dir, resume="auto", **kwargs)
+        checkpoint = training_loop(data, run_dir, resume="auto", allow_changed_settings=allow_changed_settings, **kwargs)
     else:
         checkpoint = training_loop(data, run_dir, overwrite=True, **kwargs)
     spent += time.perf_counter() - started

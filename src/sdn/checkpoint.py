@@ -160,13 +160,17 @@ def load_checkpoint(path: str | Path) -> dict:
     return _read(path)
 
 
-def export_generator(generator: torch.nn.Module, config: dict, path: str | Path) -> Path:
+def export_generator(generator: torch.nn.Module, config: dict, path: str | Path, weights_dtype: torch.dtype | None = None) -> Path:
     """The generator's weights as safetensors (the configuration in its metadata and, for people,
-    in a JSON file beside it): all `sdn sample` needs, loadable without unpickling anything."""
+    in a JSON file beside it): all `sdn sample` needs, loadable without unpickling anything.
+    weights_dtype: e.g. torch.bfloat16, half the bytes (the packaged models); the buffers (the
+    caption statistics, a few KB) keep their precision. Loading casts back to the model's dtype."""
     from safetensors.torch import save
 
     path = Path(path)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    parameters = {name for name, _ in generator.named_parameters()}
+    tensors = {k: (v.to(weights_dtype) if weights_dtype is not None and k in parameters else v).detach().cpu().contiguous()
+               for k, v in generator.state_dict().items()}
     blob = save(tensors, metadata={"sdn_config": json.dumps(config)})
     _atomic_write(path, lambda f: f.write(blob))
     _atomic_write(path.with_suffix(".json"), lambda f: f.write((json.dumps(config, indent=2) + "\n").encode()))
@@ -193,6 +197,32 @@ def check_compatible(ckpt_config: dict, config: dict, what: str = "this run") ->
         theirs = ckpt_config.get(key, _LEGACY_DEFAULTS.get(key))
         if key in config and theirs != config[key]:
             raise UserError(f"checkpoint was made with {key}={theirs!r} but {what} has {key}={config[key]!r}")
+
+
+# Settings that change what is trained. Runtime switches that give the same results (adam, compile,
+# grad_checkpointing, channels_last) are left out, and so are where and how often to save.
+TRAINING_KEYS = ARCHITECTURE_KEYS + (
+    "teacher_init", "teacher_pooling", "scheme", "pair_preactivation", "stage1_epochs", "stage2_epochs", "batch_size",
+    "lr", "tap_weights", "loss_reduction", "pixel_weight", "diverse_mean_weight", "precision", "seed",
+)
+# Training longer (or shorter) is what resuming is for: allowed, but recorded like any change.
+_LENGTH_KEYS = ("stage1_epochs", "stage2_epochs")
+# What a checkpoint written before a setting existed was trained with.
+_OLD_DEFAULTS = {"loss_reduction": "mean", "teacher_pooling": "avg", "teacher_init": "pretrained", "diverse_mean_weight": 0.001}
+
+
+def check_same_training(saved: dict, wanted: dict, allowed=(), step: int | None = None) -> list[dict]:
+    """Refuse, in one line naming every differing key, to continue a run whose saved settings differ
+    from the `wanted` ones, except for the `allowed` keys; returns the saved config's record of changed
+    settings with the allowed changes of this call appended."""
+    differ = [k for k in TRAINING_KEYS if k in wanted and saved.get(k, _OLD_DEFAULTS.get(k)) != wanted[k]]
+    refused = [k for k in differ if k not in allowed and k not in _LENGTH_KEYS]
+    if refused:
+        shown = "; ".join(f"{k}: {saved.get(k, _OLD_DEFAULTS.get(k))!r} saved, {wanted[k]!r} now" for k in refused)
+        raise UserError(f"the run was trained with other settings ({shown}): use the saved ones, another --out folder, "
+                        f"or --allow-changed-settings {' '.join(refused)} to change them on purpose")
+    record = list(saved.get("changed_settings", []))
+    return record + [{"key": k, "from": saved.get(k, _OLD_DEFAULTS.get(k)), "to": wanted[k], "step": step} for k in differ]
 
 
 def generator_from_checkpoint(ckpt: dict) -> torch.nn.Module:

@@ -35,13 +35,13 @@ class Classifier(nn.Module):
 
     name: str
     input_size: int
-    comparable_with_published_is: bool
+    is_label: str  # how its Inception Score relates to published IS, printed with every score
 
 
 class EfficientNetLite0Classifier(Classifier):
     name = "efficientnet-lite0"
     input_size = 224
-    comparable_with_published_is = False  # published IS uses Inception-v3
+    is_label = "NOT comparable with published IS (EfficientNet-Lite0, not Inception-v3)"
 
     def __init__(self, weights: str | None = None):
         super().__init__()
@@ -56,11 +56,13 @@ class EfficientNetLite0Classifier(Classifier):
 
 
 class InceptionV3Classifier(Classifier):
-    """torchvision's ImageNet Inception-v3 (IMAGENET1K_V1): the network family published IS uses."""
+    """torchvision's ImageNet Inception-v3 (IMAGENET1K_V1): the network *family* of published IS, not
+    the network itself: published IS used the 2015-12-05 TF graph (1008 classes), whose weights and
+    resize chain differ, so its numbers are close to, not equal to, published ones."""
 
     name = "inception-v3"
     input_size = 299
-    comparable_with_published_is = True
+    is_label = "Inception-v3 family (torchvision weights), not the published IS network (2015-12-05 TF graph)"
 
     def __init__(self, weights: str | None = None):
         super().__init__()

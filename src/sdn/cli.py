@@ -30,8 +30,15 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
                    help="inverse-mean (default): each tap divided by its mean |activation| on real images, taps weighted alike; equal: the paper's raw sum")
     g.add_argument("--pixel-weight", type=float, default=50.0 if demo else 1.0,
                    help="weight of the image L1 term (the demo's default keeps the colour signal, which the teacher taps barely carry, from being drowned)")
-    g.add_argument("--pair-post-relu", dest="pair_preactivation", action="store_false",
-                   help="Stage I: compare G's post-ReLU values with the taps, as the authors did (default: pre-ReLU)")
+    g.add_argument("--pairing", choices=["auto", "pre-relu", "post-relu"], default="auto",
+                   help="Stage I: compare G's pre- or post-ReLU values with the taps; auto (default): post-ReLU for VGG "
+                        "(the authors'), pre-ReLU for teachers with signed taps (EfficientNet)")
+    g.add_argument("--pair-post-relu", dest="pairing", action="store_const", const="post-relu", help=argparse.SUPPRESS)
+    g.add_argument("--loss-reduction", choices=["mean", "sum"], default="mean",
+                   help="each L1 term over an image's elements: mean (default) or sum (the paper's plain L1 of eqs. 1-3; "
+                        "with --tap-weights equal: the paper's exact loss)")
+    g.add_argument("--diverse-mean-weight", type=float, default=0.001,
+                   help="diverse synthesis: CRN's share of the mean over the n outputs (0: the paper's pure minimum, eqs. 4-5)")
     g.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     g.add_argument("--adam", default="auto", choices=["auto", "fused", "foreach", "for-loop"],
@@ -50,11 +57,34 @@ def _training_kwargs(a) -> dict:
     return dict(
         teacher=a.teacher, teacher_weights=a.teacher_weights, teacher_init=a.teacher_init, teacher_pooling=a.teacher_pooling,
         text_encoder=a.text_encoder, scheme=a.scheme, n_outputs=a.n_outputs, stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs,
-        batch_size=a.batch_size, lr=a.lr, fc_dim=a.fc_dim, pair_preactivation=a.pair_preactivation,
-        tap_weights=a.tap_weights, pixel_weight=a.pixel_weight,
+        batch_size=a.batch_size, lr=a.lr, fc_dim=a.fc_dim,
+        pair_preactivation={"auto": None, "pre-relu": True, "post-relu": False}[a.pairing],
+        tap_weights=a.tap_weights, loss_reduction=a.loss_reduction, pixel_weight=a.pixel_weight,
+        diverse_mean_weight=a.diverse_mean_weight,
         precision=a.precision, channels_last=a.channels_last, device=a.device, progress=a.progress,
         adam=a.adam, compile=a.compile, grad_checkpointing=a.grad_checkpointing,
     )
+
+
+def _add_model_source(p: argparse.ArgumentParser, checkpoint_help: str = "checkpoint file or run folder") -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--checkpoint", help=checkpoint_help)
+    g.add_argument("--model", metavar="NAME", help="a model that ships with sdn instead (list: sdn models)")
+
+
+def _checkpoint(a) -> str:
+    from sdn.pretrained import resolve_checkpoint
+
+    return resolve_checkpoint(a.checkpoint, a.model)
+
+
+def _one_thread() -> None:
+    """For a few drawings: hundreds of tiny operations, where OpenMP's barriers between 2 threads
+    cost seconds on a busy machine and save nothing on an idle one (measured: docs/models.md)."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def cmd_demo(a) -> None:
@@ -94,7 +124,7 @@ def cmd_train(a) -> None:
     if a.method == "sdn":
         a.batch_size, a.lr = a.batch_size or 12, a.lr or 1e-4
         a.stage1_epochs, a.stage2_epochs = (100 if e is None else e for e in (a.stage1_epochs, a.stage2_epochs))
-        path = training_loop(data, a.out, **run, **_training_kwargs(a))
+        path = training_loop(data, a.out, **run, allow_changed_settings=tuple(a.allow_changed_settings), **_training_kwargs(a))
     else:
         from sdn.baselines.loop import gan_training_loop
 
@@ -139,17 +169,19 @@ def cmd_sample(a) -> None:
     if bool(a.text) == bool(a.data):
         raise UserError("give either --text (one or more captions) or --data CACHE (captions of its images)")
     if a.data:
-        sample_split_grid(a.checkpoint, a.data, a.out, a.split, a.count, a.device)
+        sample_split_grid(_checkpoint(a), a.data, a.out, a.split, a.count, a.device)
     else:
-        sample_to_file(a.checkpoint, a.text, a.out, a.n, a.device)
+        _one_thread()
+        sample_to_file(_checkpoint(a), a.text, a.out, a.n, a.device)
     print(f"wrote {a.out}")
 
 
 def cmd_evaluate(a) -> None:
     from sdn.evaluation import evaluate
 
-    result = evaluate(a.checkpoint, a.data, a.out, a.split, tuple(a.metrics.split(",")), a.classifier, a.classifier_weights,
-                      a.captions_per_image, a.is_splits, a.feature_precision, a.batch_size, a.device, a.figures, a.progress)
+    result = evaluate(_checkpoint(a), a.data, a.out, a.split, tuple(a.metrics.split(",")), a.classifier, a.classifier_weights,
+                      a.captions_per_image, a.is_splits, a.feature_precision, a.batch_size, a.device, a.figures, a.progress,
+                      save_drawings=a.save_drawings)
     m = result["metrics"]
     shown = [f"{k.upper()} {m[k]:.4f}" + (f" ± {m[k + '_std']:.4f}" if f"{k}_std" in m else "")
              for k in ("ssim", "fsim", "is", "fid", "colour_accuracy", "variety") if k in m]
@@ -160,7 +192,7 @@ def cmd_evaluate(a) -> None:
 def cmd_figure(a) -> None:
     from sdn.evaluation import single_figure
 
-    single_figure(a.kind, a.checkpoint, a.data, a.out, a.split, a.count, a.classifier, a.classifier_weights, a.device)
+    single_figure(a.kind, _checkpoint(a), a.data, a.out, a.split, a.count, a.classifier, a.classifier_weights, a.device)
     print(f"wrote {a.out}")
 
 
@@ -169,8 +201,15 @@ def cmd_interpolate(a) -> None:
 
     if not a.text or len(a.text) != 2:
         raise UserError("give exactly two captions: --text A --text B")
-    interpolate_captions(a.checkpoint, a.text[0], a.text[1], a.steps, a.out, a.device)
+    _one_thread()
+    interpolate_captions(_checkpoint(a), a.text[0], a.text[1], a.steps, a.out, a.device)
     print(f"wrote {a.out}")
+
+
+def cmd_models(a) -> None:
+    from sdn.pretrained import model_card, models_table
+
+    print(model_card(a.name) if a.name else models_table(), end="")
 
 
 def cmd_ablate(a) -> None:
@@ -178,9 +217,21 @@ def cmd_ablate(a) -> None:
 
     ablate(a.data, a.out, tuple(a.runs.split(",")) if a.runs else None, a.teacher, a.vgg19_weights, a.stage1_epochs,
            a.stage2_epochs, a.tap_weights, a.pixel_weight, a.fc_dim, a.captions_per_image, a.classifier, a.batch_size, a.seed,
-           a.device, a.progress, a.feature_precision)
+           a.device, a.progress, a.feature_precision, allow_changed_settings=tuple(a.allow_changed_settings))
     print((Path(a.out) / "ablation.md").read_text())
     print(f"wrote {a.out}/ablation.md, ablation.json, schemes.png, metrics.png, report.html")
+
+
+def cmd_serve(a) -> None:
+    from sdn.serve.app import serve
+
+    serve(a.checkpoint or [], a.model or [], a.data, a.host, a.port, a.device, a.rank, a.rank_db, a.show_real, a.max_batch_size)
+
+
+def cmd_rank_report(a) -> None:
+    from sdn.serve.rank_report import rank_report
+
+    print(rank_report(a.rank_db), end="")
 
 
 def cmd_table1(a) -> None:
@@ -211,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-checkpoints", type=int, default=3, metavar="K", help="numbered checkpoints kept in --out")
     p.add_argument("--max-bad-steps", type=int, default=5, metavar="N", help="stop after N non-finite losses in a row (each is skipped)")
     p.add_argument("--overwrite", action="store_true", help="start afresh in a run folder that already holds a run")
+    p.add_argument("--allow-changed-settings", nargs="+", default=[], metavar="KEY",
+                   help="on resume, let these settings differ from the checkpoint's (training longer needs no permission); "
+                        "any other difference is refused; changes are recorded in the run's config")
     p.add_argument("--method", default="sdn", choices=["sdn", "gan-int-cls", "stackgan1"],
                    help="sdn (default), or a Table 1 baseline: gan-int-cls (Reed et al. 2016), stackgan1 (StackGAN Stage-I)")
     p.add_argument("--epochs", type=int, help="GAN baselines: epochs (default: the paper's 600; learning rates halve every 100 / 50)")
@@ -237,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sample", help="draw images for captions you type")
-    p.add_argument("--checkpoint", required=True, help="checkpoint file, exported generator.safetensors, or run folder")
+    _add_model_source(p, "checkpoint file, exported generator.safetensors, or run folder")
     p.add_argument("--text", action="append", help="a caption (repeat for several)")
     p.add_argument("--data", help="instead of --text: a prepared cache; draws its images' captions next to the real images")
     p.add_argument("--split", default="test", choices=["train", "test"], help="with --data: which split")
@@ -248,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("evaluate", help="the paper's metrics (SSIM, FSIM, IS, FID) and figures on a cache split; metrics.json + report.html")
-    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    _add_model_source(p)
     p.add_argument("--data", required=True, help="a cache made by `sdn data prepare` (same resolution and text encoder)")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--out", required=True, help="output folder")
@@ -261,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="IS/FID features: fp32 (standard) or bf16 (about 5x faster on CPUs with AMX; compare bf16 only with bf16)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--no-figures", dest="figures", action="store_false", help="numbers only")
+    p.add_argument("--save-drawings", action="store_true", help="also write every drawing as a PNG in OUT/drawings (for other tools)")
     p.add_argument("--device")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_evaluate)
@@ -268,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("figure", help="one of the paper's figures as an image file")
     p.add_argument("kind", choices=["compare", "diverse", "retrieval"],
                    help="compare: real vs generated (Figs. 3-4); diverse: n outputs per caption (Fig. 5); retrieval: nearest training images (Fig. 7)")
-    p.add_argument("--checkpoint", required=True)
+    _add_model_source(p)
     p.add_argument("--data", required=True, help="a prepared cache")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--count", type=int, default=8, help="captions to draw")
@@ -279,17 +334,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_figure)
 
     p = sub.add_parser("interpolate", help="images along a line between two captions' embeddings (paper Fig. 8)")
-    p.add_argument("--checkpoint", required=True)
+    _add_model_source(p)
     p.add_argument("--text", action="append", help="caption A, then caption B")
     p.add_argument("--steps", type=int, default=7)
     p.add_argument("--out", required=True, help="image file (.png)")
     p.add_argument("--device")
     p.set_defaults(func=cmd_interpolate)
 
+    p = sub.add_parser("models", help="the trained models that ship with sdn (use one with --model NAME)")
+    p.add_argument("name", nargs="?", help="print this model's card")
+    p.set_defaults(func=cmd_models)
+
     p = sub.add_parser("ablate", help="train and evaluate the paper's Table 3 schemes, teachers and loss balances alike")
     p.add_argument("--data", required=True, help="a prepared cache with all-minilm-l6-v2 embeddings")
     p.add_argument("--out", required=True, help="folder for the runs and the table")
-    p.add_argument("--runs", help="comma-separated subset of: image,stage1,stage2,joint,sdn,diverse,sdn-equal-taps,sdn-vgg19-random,sdn-vgg19-imagenet")
+    p.add_argument("--runs", help="comma-separated subset of: image,stage1,stage2,joint,sdn,diverse,sdn-equal-taps,"
+                                  "sdn-efficientnet-lite0-random,sdn-vgg19-random,sdn-vgg19-imagenet")
     p.add_argument("--teacher", default="efficientnet-lite0", help="the base (pretrained) teacher")
     p.add_argument("--vgg19-weights", metavar="PATH", help="VGG19 ImageNet state dict for the sdn-vgg19-imagenet run")
     p.add_argument("--stage1-epochs", type=int, default=1, help="budget of every run, first part")
@@ -303,8 +363,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
+    p.add_argument("--allow-changed-settings", nargs="+", default=[], metavar="KEY",
+                   help="reuse or resume runs in --out whose saved settings differ in these keys (recorded); otherwise refused")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("serve", help="a local web page to draw your own captions (and --rank: rank models by hand, paper Table 2)")
+    p.add_argument("--checkpoint", action="append", help="run folder, .pt checkpoint or generator.safetensors (repeat for several models)")
+    p.add_argument("--model", action="append", help="a packaged model by name (repeat for several)")
+    p.add_argument("--data", help="a prepared cache: example captions of its unseen test classes, real images beside their captions")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--device", help="cpu, cuda ... (default: cuda when available)")
+    p.add_argument("--max-batch-size", type=int, default=16, help="queued requests drawn together in one generator call")
+    p.add_argument("--rank", action="store_true", help="add the ranking page /rank (needs --data and two or more models)")
+    p.add_argument("--rank-db", default="ranks.sqlite", help="SQLite file for the ranking answers (created if absent)")
+    p.add_argument("--show-real", action="store_true", help="ranking page: show the caption's real image, labelled, beside the drawings")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("rank-report", help="mean human rank of each model from a --rank-db file (paper Table 2)")
+    p.add_argument("--rank-db", required=True, help="the SQLite file written by `sdn serve --rank`")
+    p.set_defaults(func=cmd_rank_report)
 
     p = sub.add_parser("table1", help="the paper's Table 1: SDN, GAN-INT-CLS and StackGAN Stage-I under one wall-clock budget, scored alike")
     p.add_argument("--data", required=True, help="a prepared cache with the text encoder's embeddings")

@@ -21,7 +21,7 @@ from sdn.generator import Generator
 from sdn.metrics import METRICS, EvalContext
 from sdn.plots import loss_plot
 from sdn.report import image, table, write_report
-from sdn.training import autocast
+from sdn.sampling import Sampler, save_png
 
 DEFAULT_METRICS = ("ssim", "fsim", "is", "fid", "variety")
 
@@ -45,7 +45,6 @@ def load_for_evaluation(checkpoint: str | Path, cache: str | Path, split: str) -
     return ckpt, generator_from_checkpoint(ckpt), part
 
 
-@torch.no_grad()
 def draw_all(generator: Generator, data: CaptionedImages, captions_per_image: int | None, batch_size: int = 64,
              device: torch.device | str = "cpu", precision: str = "bf16", progress: bool = False) -> torch.Tensor:
     """uint8 (N, C, n, 3, H, W): every image's first C captions drawn (C = all by default)."""
@@ -53,14 +52,12 @@ def draw_all(generator: Generator, data: CaptionedImages, captions_per_image: in
     c = available if captions_per_image is None else captions_per_image
     if not 1 <= c <= available:
         raise UserError(f"--captions-per-image must be between 1 and {available}")
-    device = torch.device(device)
-    generator = generator.to(device).eval()
+    sampler = Sampler(generator.to(torch.device(device)), precision)
     text = data.embeddings[:, :c].flatten(0, 1)
     out = torch.empty(len(text), generator.n_outputs, 3, data.resolution, data.resolution, dtype=torch.uint8)
     for i in tqdm(range(0, len(text), batch_size), disable=not progress, desc="drawing", unit="batch", leave=False):
-        with autocast(device, precision):
-            images, _ = generator(text[i : i + batch_size].float().to(device))
-        out[i : i + len(images)] = (images.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+        drawn = sampler.uint8(text[i : i + batch_size].float(), batch_size)
+        out[i : i + len(drawn)] = drawn
     return out.view(len(data), c, generator.n_outputs, 3, data.resolution, data.resolution)
 
 
@@ -89,6 +86,8 @@ def evaluate(
     with_figures: bool = True,  # the qualitative figures (retrieval needs classifier features of the train split)
     progress: bool = True,
     shared_cache: dict | None = None,  # features reused between calls on the same data (e.g. real-image FID features)
+    save_drawings: bool = False,  # also write every drawing as out/drawings/<image>_<caption>[_<output>].png, e.g.
+    # for other tools (clean-fid, torch-fidelity) that read folders of images
 ) -> dict:
     """Writes `out`/metrics.json, `out`/report.html and `out`/figures/*.png; returns the metrics."""
     started = time.perf_counter()
@@ -110,6 +109,8 @@ def evaluate(
         build_classifier(classifier, classifier_weights)
     generated = draw_all(generator, data, captions_per_image, batch_size, dev, precision, progress)
     drawn_seconds = time.perf_counter() - started
+    if save_drawings:
+        _save_drawings(generated, out / "drawings")
     if "is" in metrics and generated.shape[0] * generated.shape[1] < is_splits:
         raise UserError(f"the Inception Score needs at least {is_splits} images (one per split), this split gives "
                         f"{generated.shape[0] * generated.shape[1]}")
@@ -137,6 +138,15 @@ def evaluate(
     write_report(out / "report.html", f"SDN evaluation: {Path(str(checkpoint)).name} on the {split} split of {Path(str(cache)).name}",
                  sections, details=result)
     return result
+
+
+def _save_drawings(generated: torch.Tensor, folder: Path) -> None:
+    folder.mkdir(exist_ok=True)
+    n_images, n_captions, n_outputs = generated.shape[:3]
+    for i in range(n_images):
+        for c in range(n_captions):
+            for p in range(n_outputs):
+                save_png(generated[i, c, p][None], folder / (f"{i:05d}_{c}" + (f"_{p}" if n_outputs > 1 else "") + ".png"))
 
 
 def _checkpoint_file(checkpoint) -> Path:

@@ -23,8 +23,9 @@ from sdn.teachers import Tap, check_resolution
 class GeneratorStep(nn.Module):
     """One mirrored step: optional nearest-neighbour up-sampling, optional 3x3 conv (+ ReLU)."""
 
-    def __init__(self, in_channels: int, out_channels: int, upsample: int, conv: bool, relu: bool):
+    def __init__(self, in_channels: int, out_channels: int, upsample: int, conv: bool, relu: bool, tap_name: str = ""):
         super().__init__()
+        self.tap_name = tap_name  # the teacher tap (or "image") this step's output is paired with
         self.upsample = upsample
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1) if conv else None
         self.relu = relu
@@ -47,11 +48,13 @@ class Generator(nn.Module):
     text_dim: caption-embedding dimension (any).
     fc_dim: width of g-fc8 and g-fc7 (4096 as in VGG19's fc7/fc6).
     n_outputs: images per caption; > 1 is the paper's diverse synthesis (3n output channels).
-    pair_preactivation: Stage I compares each layer's value *before* its ReLU with the teacher's tap
-        (default); False compares the value after it, as the authors did with VGG. EfficientNet's
-        block outputs are signed (linear bottlenecks), which a post-ReLU value can never match;
-        for VGG's post-ReLU taps the two agree where the target is positive and the pre-ReLU
-        pairing asks for 0 rather than "anything <= 0" elsewhere.
+    pair_preactivation: Stage I compares each layer's value *before* its ReLU with the teacher's tap;
+        False compares the value after it, as the authors did with VGG (training picks per teacher:
+        see sdn.teachers.default_pair_preactivation). EfficientNet's block outputs are signed (linear
+        bottlenecks), which a post-ReLU value can never match; for VGG's post-ReLU taps the two agree
+        where the target is positive and the pre-ReLU pairing asks for 0 rather than "anything <= 0"
+        elsewhere. Steps without a convolution (the mirror of a pool: up-sampling only) pass on a
+        post-ReLU value whatever this says.
     grad_checkpointing: while training, keep only each up-sampling group's input and the values the
         loss pairs with the taps, and recompute the rest of the group in the backward pass (about one
         more generator forward per step, for a smaller peak memory: 224 px on small GPUs). Same
@@ -82,7 +85,7 @@ class Generator(nn.Module):
         for tap in targets:
             up = prev.stride // tap.stride
             conv = up == 1 or tap.channels != prev.channels
-            steps.append(GeneratorStep(prev.channels, tap.channels, up, conv, relu=tap.name != "image"))
+            steps.append(GeneratorStep(prev.channels, tap.channels, up, conv, relu=tap.name != "image", tap_name=tap.name))
             prev = tap
         self.steps = nn.ModuleList(steps)
         # Checkpoint segments: a new group starts at every up-sampling, the natural unit of the
@@ -110,7 +113,8 @@ class Generator(nn.Module):
         self.text_std.copy_(embeddings.std(0).clamp_min(1e-6))
 
     def forward(self, text: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x = (text - self.text_mean) / self.text_std
+        # Standardised in fp32 whatever the weights' type: bf16 would blur captions whose vectors are close.
+        x = ((text.float() - self.text_mean.float()) / self.text_std.float()).to(self.fc[0].weight.dtype)
         pre = self.fc(x).view(-1, *self.top_shape)
         x = F.relu(pre)
         acts = [pre if self.pair_preactivation else x]  # paired with the deepest tap

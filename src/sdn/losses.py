@@ -1,9 +1,10 @@
 """SDN's losses (paper eqs. 1-5) as small callables.
 
-Normalisation: every L1 term is the *mean* absolute difference over one image's elements
-(channels x height x width), so a term's size does not depend on the tap's shape or the resolution;
-the paper's ||.||_1 is a plain sum, which only rescales each term. The loss of a batch is the mean
-over its images. Each tap term is multiplied by its weight (`tap_weights`, one per teacher tap,
+Reduction (`reduction`): "mean" (the default) makes every L1 term the *mean* absolute difference
+over one image's elements (channels x height x width), so a term's size does not depend on the tap's
+shape or the resolution; "sum" is the paper's plain ||.||_1 (eqs. 1-3), a sum over the elements,
+which weighs each tap by its size (at 224 px VGG19's conv1_x counts 128x pool5). The loss of a batch
+is the mean over its images either way. Each tap term is multiplied by its weight (`tap_weights`, one per teacher tap,
 1 each in the paper) and the pixel term by `pixel_weight`. With `tap_scales`, the teacher's
 activations are divided by them first (Stage I: the generator then learns activations of unit scale;
 Stage II: the same as weighting each tap by 1 / its scale).
@@ -26,9 +27,12 @@ from typing import Sequence
 import torch
 
 
-def l1_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean |a - b| over every dimension but the first: one value per image (a, b of one shape)."""
-    return _L1PerImage.apply(a, b)
+REDUCTIONS = ("mean", "sum")
+
+
+def l1_per_image(a: torch.Tensor, b: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """|a - b| over every dimension but the first, averaged or summed: one value per image."""
+    return _L1PerImage.apply(a, b, reduction == "sum")
 
 
 class _L1PerImage(torch.autograd.Function):
@@ -38,11 +42,12 @@ class _L1PerImage(torch.autograd.Function):
     a 224 px, batch-12 VGG19 step)."""
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, summed: bool) -> torch.Tensor:
         diff = a.float() - b.float()
         ctx.save_for_backward(diff.sign().to(torch.int8))
-        ctx.dtypes, ctx.count = (a.dtype, b.dtype), diff[0].numel()
-        return diff.abs().flatten(1).mean(1)
+        ctx.dtypes, ctx.count = (a.dtype, b.dtype), 1 if summed else diff[0].numel()
+        per_image = diff.abs().flatten(1)
+        return per_image.sum(1) if summed else per_image.mean(1)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -50,17 +55,20 @@ class _L1PerImage(torch.autograd.Function):
         g = (grad / ctx.count).view(-1, *[1] * (sign.dim() - 1)) * sign
         grad_a = g.to(ctx.dtypes[0]) if ctx.needs_input_grad[0] else None
         grad_b = (-g).to(ctx.dtypes[1]) if ctx.needs_input_grad[1] else None
-        return grad_a, grad_b
+        return grad_a, grad_b, None
 
 
 class _Weighted:
     """tap_weights: one weight per tap. tap_scales: one divisor per tap applied to the teacher's
-    activations (None = 1 each), so that each tap is compared in units of its typical size."""
+    activations (None = 1 each), so that each tap is compared in units of its typical size.
+    reduction: "mean" or "sum" over each image's elements (see the module's docstring)."""
 
     term_names: tuple[str, ...] = ("taps", "pixel")
 
     def __init__(self, tap_weights: Sequence[float] | torch.Tensor, pixel_weight: float = 1.0, diverse_mean_weight: float = 0.0,
-                 tap_scales: Sequence[float] | torch.Tensor | None = None):
+                 tap_scales: Sequence[float] | torch.Tensor | None = None, reduction: str = "mean"):
+        assert reduction in REDUCTIONS
+        self.reduction = reduction
         self.tap_weights = torch.as_tensor(tap_weights, dtype=torch.float32)
         self.tap_scales = None if tap_scales is None else torch.as_tensor(tap_scales, dtype=torch.float32).tolist()
         self.pixel_weight = pixel_weight
@@ -73,7 +81,7 @@ class _Weighted:
 
     def taps_per_image(self, targets: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor]) -> torch.Tensor:
         assert len(targets) == len(outputs) == len(self.tap_weights)
-        terms = torch.stack([l1_per_image(t, o) for t, o in zip(targets, outputs)], 1)  # (B, taps)
+        terms = torch.stack([l1_per_image(t, o, self.reduction) for t, o in zip(targets, outputs)], 1)  # (B, taps)
         return terms @ self.tap_weights.to(terms.device)
 
     def min_over_outputs(self, per_output: torch.Tensor) -> torch.Tensor:
@@ -90,9 +98,10 @@ class _Weighted:
         self.terms = {name: parts[name].detach().gather(1, best).mean() for name in self.term_names}
 
 
-def image_loss(real: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+def image_loss(real: torch.Tensor, images: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Eq. 2 per output: real (B, 3, H, W), images (B, n, 3, H, W) -> (B, n)."""
-    return (images.float() - real.float().unsqueeze(1)).abs().flatten(2).mean(2)
+    diff = (images.float() - real.float().unsqueeze(1)).abs().flatten(2)
+    return diff.sum(2) if reduction == "sum" else diff.mean(2)
 
 
 class ImageLoss(_Weighted):
@@ -101,7 +110,7 @@ class ImageLoss(_Weighted):
     term_names = ("pixel",)
 
     def __call__(self, real, images, **_) -> torch.Tensor:
-        pixel = self.pixel_weight * image_loss(real, images)
+        pixel = self.pixel_weight * image_loss(real, images, self.reduction)
         self.keep_terms(None, pixel, pixel)
         return self.min_over_outputs(pixel).mean()
 
@@ -111,7 +120,7 @@ class Stage1Loss(_Weighted):
 
     def __call__(self, real, images, real_feats, generator_acts, **_) -> torch.Tensor:
         taps = self.taps_per_image(self.scaled(real_feats), generator_acts)
-        pixel = self.pixel_weight * image_loss(real, images)
+        pixel = self.pixel_weight * image_loss(real, images, self.reduction)
         self.keep_terms(taps.unsqueeze(1).expand_as(pixel), pixel, pixel)
         return (taps + self.min_over_outputs(pixel)).mean()
 
@@ -126,7 +135,7 @@ class Stage2Loss(_Weighted):
         b, n = images.shape[:2]
         expanded = [f.repeat_interleave(n, 0) for f in self.scaled(real_feats)]
         taps = self.taps_per_image(expanded, self.scaled(fake_feats)).view(b, n)
-        pixel = self.pixel_weight * image_loss(real, images)
+        pixel = self.pixel_weight * image_loss(real, images, self.reduction)
         self.keep_terms(taps, pixel, taps + pixel)
         return self.min_over_outputs(taps + pixel).mean()
 

@@ -7,27 +7,33 @@ import os
 from pathlib import Path
 
 import torch
-import torchvision.utils
 
 from sdn.cache import load_cache
 from sdn.checkpoint import check_compatible, generator_from_checkpoint, load_checkpoint
 from sdn.errors import UserError
 from sdn.generator import Generator
-from sdn.plots import captioned_grid
+from sdn.plots import captioned_grid, save_grid
 from sdn.text import build_text_encoder, check_captions
 
 
 class Sampler:
-    """A generator made ready for drawing once: eval mode, channels-last and, in bf16, a copy whose
-    weights are already bf16. Autocast would cast the ~143 M fp32 weights of the paper's G again at
-    every call, which for a batch of one costs more than the convolutions themselves."""
+    """The one drawing path: every command that draws (sample, evaluate, figures, interpolate, demo,
+    ablate, serve) goes through a Sampler, so the same caption and checkpoint give the same pixels.
+
+    The generator is made ready once: eval mode, channels-last and, in bf16, a copy whose weights
+    are already bf16 (autocast would cast the ~143 M fp32 weights of the paper's G again at every
+    call, which for a batch of one costs more than the convolutions). The caption standardisation
+    buffers stay fp32 (see Generator.forward)."""
 
     def __init__(self, generator: Generator, precision: str = "bf16", channels_last: bool = True):
         generator.eval()
         if channels_last:
             generator.to(memory_format=torch.channels_last)  # in place, outside inference mode: stays trainable
-        self.model = copy.deepcopy(generator).to(torch.bfloat16) if precision == "bf16" else generator
-        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self.model = generator
+        if precision == "bf16":
+            self.model = copy.deepcopy(generator).to(torch.bfloat16)
+            for name, buffer in generator.named_buffers():
+                setattr(self.model, name, buffer.float().clone())
         self.n_outputs, self.resolution = generator.n_outputs, generator.resolution
         self.device = next(generator.parameters()).device
 
@@ -36,16 +42,41 @@ class Sampler:
         out = []
         with torch.inference_mode():  # no autograd bookkeeping at all, unlike no_grad
             for i in range(0, len(text), batch_size):
-                images, _ = self.model(text[i : i + batch_size].to(self.device, self.dtype))
+                images, _ = self.model(text[i : i + batch_size].to(self.device, torch.float32))
                 out.append(images.float().clamp(0, 1).cpu())
         return torch.cat(out) if out else torch.empty(0, self.n_outputs, 3, self.resolution, self.resolution)
+
+    def uint8(self, text: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """The drawings as the 8-bit pixels every file and metric sees."""
+        return to_uint8(self(text, batch_size))
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] -> uint8, rounding to nearest (the one quantisation used everywhere)."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def sampler_for(ckpt: dict, device: str | torch.device | None = None) -> Sampler:
+    """A checkpoint's generator on `device` (default: CUDA when available), drawing in the precision
+    it was trained in."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return Sampler(generator_from_checkpoint(ckpt).to(dev), ckpt["config"].get("precision", "fp32"))
 
 
 def generate(generator: Generator, text: torch.Tensor, batch_size: int = 64, precision: str = "bf16",
              channels_last: bool = True) -> torch.Tensor:
-    """(N, dim) embeddings -> (N, n_outputs, 3, H, W) float images clamped to [0, 1], on the CPU.
-    To draw many small batches with one model, build a `Sampler` once instead."""
-    return Sampler(generator, precision, channels_last)(text, batch_size)
+    """(N, dim) embeddings -> (N, n_outputs, 3, H, W) float images in [0, 1] on the CPU, quantised to
+    the 8-bit values a file would hold. To draw many small batches with one model, build a `Sampler`."""
+    return Sampler(generator, precision, channels_last).uint8(text, batch_size).float() / 255
+
+
+def save_png(images: torch.Tensor, path: str | Path, nrow: int = 8) -> None:
+    """uint8 (N, 3, H, W) -> one PNG grid (a single image: the image itself), replacing `path` only
+    by a complete file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    save_grid(images.float() / 255, tmp, nrow=nrow, padding=2, pad_value=1.0)
+    os.replace(tmp, path)
 
 
 def sample_to_file(checkpoint: str, captions: list[str], out: str, n: int | None = None, device: str | None = None) -> None:
@@ -57,19 +88,16 @@ def sample_to_file(checkpoint: str, captions: list[str], out: str, n: int | None
         raise UserError(f"cannot write to folder {out_path.parent}")
     captions = check_captions(captions)
     ckpt = load_checkpoint(checkpoint)
-    generator = generator_from_checkpoint(ckpt)
-    n = generator.n_outputs if n is None else n
-    if not 1 <= n <= generator.n_outputs:
-        raise UserError(f"-n must be between 1 and {generator.n_outputs} (this model draws {generator.n_outputs} image(s) per caption)")
+    n_outputs = ckpt["config"]["n_outputs"]
+    n = n_outputs if n is None else n
+    if not 1 <= n <= n_outputs:
+        raise UserError(f"-n must be between 1 and {n_outputs} (this model draws {n_outputs} image(s) per caption)")
     encoder = build_text_encoder(ckpt["config"]["text_encoder"])
     if encoder.dim != ckpt["config"]["text_dim"]:
         raise UserError(f"text encoder {encoder.name} gives {encoder.dim}-d vectors, the checkpoint expects {ckpt['config']['text_dim']}")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    images = generate(generator.to(dev), encoder.encode(captions), precision=ckpt["config"].get("precision", "fp32"))[:, :n]
-    tmp = out_path.with_name(f".{out_path.name}.tmp{out_path.suffix}")
+    images = sampler_for(ckpt, device).uint8(encoder.encode(captions))[:, :n]
     # A diverse model: one row per caption, one column per output; otherwise the captions in a row.
-    torchvision.utils.save_image(images.flatten(0, 1), tmp, nrow=n if n > 1 else len(captions), padding=2, pad_value=1.0)
-    os.replace(tmp, out_path)  # an existing file is only replaced by a complete new one
+    save_png(images.flatten(0, 1), out_path, nrow=n if n > 1 else len(captions))
 
 
 def one_per_class(labels: list[str], count: int) -> list[int]:
@@ -101,8 +129,7 @@ def sample_split_grid(checkpoint: str, cache: str, out: str, split: str = "test"
         text = data.embeddings[pick, 0].float()
     else:
         text = build_text_encoder(cfg["text_encoder"]).encode(captions)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    images = generate(generator_from_checkpoint(ckpt).to(dev), text, precision=cfg.get("precision", "fp32"))
+    images = sampler_for(ckpt, device).uint8(text).float() / 255
     rows = [("real", data.images[pick].float() / 255)] + [(f"generated #{p + 1}" if images.shape[1] > 1 else "generated", images[:, p])
                                                             for p in range(images.shape[1])]
     captioned_grid(rows, captions, Path(out), title=f"{split} split of {Path(cache).name}: real images and drawings of their captions")

@@ -193,13 +193,23 @@ def _build_efficientnet_lite0(weights: str | None, init: str, pooling: str, reso
 class TeacherSpec:
     taps: tuple[Tap, ...]
     build: Callable[[str | None, str, str, int], Teacher]
+    signed_taps: bool  # some taps take negative values (linear bottlenecks); False: every tap is post-ReLU
 
 
 TEACHERS: dict[str, TeacherSpec] = {
-    "vgg19": TeacherSpec(vgg_taps((2, 2, 4, 4, 4)), _build_vgg("vgg19", (2, 2, 4, 4, 4))),
-    "vgg16": TeacherSpec(vgg_taps((2, 2, 3, 3, 3)), _build_vgg("vgg16", (2, 2, 3, 3, 3))),
-    "efficientnet-lite0": TeacherSpec(EFFICIENTNET_LITE0_TAPS, _build_efficientnet_lite0),
+    "vgg19": TeacherSpec(vgg_taps((2, 2, 4, 4, 4)), _build_vgg("vgg19", (2, 2, 4, 4, 4)), signed_taps=False),
+    "vgg16": TeacherSpec(vgg_taps((2, 2, 3, 3, 3)), _build_vgg("vgg16", (2, 2, 3, 3, 3)), signed_taps=False),
+    "efficientnet-lite0": TeacherSpec(EFFICIENTNET_LITE0_TAPS, _build_efficientnet_lite0, signed_taps=True),
 }
+
+
+def default_pair_preactivation(name: str) -> bool:
+    """Stage I's pairing when none is asked for: post-ReLU (as the authors did) for a teacher whose
+    taps are all post-ReLU, such as VGG, since a pre-ReLU value would be asked to reach 0 exactly
+    where the tap's "anything <= 0" was cut; pre-ReLU for teachers with signed taps, which a
+    post-ReLU value could never match below zero."""
+    teacher_taps(name)  # a clear error for an unknown name
+    return TEACHERS[name].signed_taps
 
 
 def teacher_taps(name: str) -> tuple[Tap, ...]:

