@@ -234,3 +234,33 @@ def test_variety_report_on_known_images():
     assert same["variety"] == 0 and same["collapsed"]
     few = variety_report(reals[torch.arange(20) % 2], reals)  # two drawings for twenty captions: the set varies, neighbours do not
     assert few["variety"] > 0.5 and few["variety_nearest"] == 0 and few["collapsed"]
+
+
+def test_a_non_finite_discriminator_loss_skips_only_its_update(monkeypatch):
+    from sdn.baselines import step as step_module
+
+    g, d = GanIntClsGenerator(32, 16, 8, 8, 8), MatchingDiscriminator(32, 16, 8, 8)
+    opt_g, opt_d = torch.optim.Adam(g.parameters()), torch.optim.Adam(d.parameters())
+    real_loss = step_module.matching_aware_d_loss
+    monkeypatch.setattr(step_module, "matching_aware_d_loss", lambda *a: {k: v * float("nan") for k, v in real_loss(*a).items()})
+    before = {k: v.clone() for k, v in d.state_dict().items() if "running" not in k and "num_batches" not in k}
+    images, texts, _ = _two_class_batch(4)
+    terms = gan_step(g, d, opt_g, opt_d, StepInputs(images, texts, texts.roll(1, 0), *(torch.randn(4, 8) for _ in range(3))), GanSettings(),
+                     torch.device("cpu"), "fp32")
+    assert math.isnan(terms["loss"]) and math.isfinite(terms["g_loss"])  # the loop's divergence guard counts this step
+    assert not opt_d.state and all(torch.equal(d.state_dict()[k], v) for k, v in before.items())
+    assert opt_g.state  # G still stepped
+
+
+def test_checkpoints_without_a_method_are_sdn_ones():
+    from sdn.checkpoint import check_compatible
+    from sdn.errors import UserError
+    from sdn.generator import Generator
+    from sdn.teachers import teacher_taps
+
+    old = {"teacher": "efficientnet-lite0", "resolution": 32, "text_dim": 16, "fc_dim": 8, "n_outputs": 1}  # written before "method"
+    state = Generator(teacher_taps("efficientnet-lite0"), 32, 16, 8).state_dict()
+    assert type(generator_from_checkpoint({"config": old, "generator": state})) is Generator
+    check_compatible(old, {"method": "sdn", "resolution": 32})
+    with pytest.raises(UserError, match="made with method='sdn' but this run has method='gan-int-cls'"):
+        check_compatible(old, {"method": "gan-int-cls", "resolution": 32})

@@ -194,8 +194,9 @@ def load_export(path: str | Path) -> dict:
 
 def check_compatible(ckpt_config: dict, config: dict, what: str = "this run") -> None:
     for key in ARCHITECTURE_KEYS:
-        if key in config and ckpt_config.get(key, _LEGACY_DEFAULTS.get(key)) != config[key]:
-            raise UserError(f"checkpoint was made with {key}={ckpt_config.get(key)!r} but {what} has {key}={config[key]!r}")
+        theirs = ckpt_config.get(key, _LEGACY_DEFAULTS.get(key))
+        if key in config and theirs != config[key]:
+            raise UserError(f"checkpoint was made with {key}={theirs!r} but {what} has {key}={config[key]!r}")
 
 
 # Settings that change what is trained. Runtime switches that give the same results (adam, compile,
