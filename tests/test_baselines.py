@@ -11,12 +11,7 @@ from test_training import tiny_data as _tiny_data
 from sdn import baselines
 from sdn.baselines import build_discriminator, build_generator
 from sdn.baselines.losses import matching_aware_d_loss, mismatched_indices
-from sdn.baselines.networks import (
-    GanIntClsGenerator,
-    MatchingDiscriminator,
-    StackGanStage1Generator,
-    kl_divergence,
-)
+from sdn.baselines.networks import GanIntClsGenerator, MatchingDiscriminator, StackGanStage1Generator, kl_divergence
 from sdn.baselines.noise import fixed_noise
 from sdn.baselines.step import GanSettings, StepInputs, gan_step
 from sdn.checkpoint import generator_from_checkpoint, load_checkpoint
@@ -264,3 +259,32 @@ def test_checkpoints_without_a_method_are_sdn_ones():
     check_compatible(old, {"method": "sdn", "resolution": 32})
     with pytest.raises(UserError, match="made with method='sdn' but this run has method='gan-int-cls'"):
         check_compatible(old, {"method": "gan-int-cls", "resolution": 32})
+
+
+def test_an_sdn_run_saved_before_methods_existed_resumes(tmp_path, tiny_data):
+    from test_training import TINY
+
+    from sdn.checkpoint import atomic_save, checkpoint_files
+    from sdn.training import training_loop
+
+    training_loop(tiny_data, tmp_path, **{**TINY, "stage1_epochs": 1, "stage2_epochs": 0})
+    for path in checkpoint_files(tmp_path):
+        ckpt = load_checkpoint(path)
+        del ckpt["config"]["method"]  # as written before the baselines
+        atomic_save(ckpt, path)
+    resumed = load_checkpoint(training_loop(tiny_data, tmp_path, resume="auto", **{**TINY, "stage1_epochs": 2, "stage2_epochs": 0}))
+    assert resumed["step"] == 6 and resumed["config"]["method"] == "sdn"
+
+
+def test_resuming_a_gan_run_with_other_settings_is_refused_unless_allowed(tmp_path, tiny_data, tiny_specs):
+    from sdn.baselines.loop import gan_training_loop
+    from sdn.errors import UserError
+
+    gan_training_loop(tiny_data, tmp_path, method="stackgan1", **{**RUN, "epochs": 1})
+    with pytest.raises(UserError, match=r"lr: 0.0002 saved, 0.001 now"):
+        gan_training_loop(tiny_data, tmp_path, method="stackgan1", resume="auto", lr=1e-3, **{**RUN, "epochs": 2})
+    with pytest.raises(UserError, match="made with method='stackgan1' but this run has method='gan-int-cls'"):
+        gan_training_loop(tiny_data, tmp_path, method="gan-int-cls", resume="auto", **{**RUN, "epochs": 2})
+    ckpt = load_checkpoint(gan_training_loop(tiny_data, tmp_path, method="stackgan1", resume="auto", lr=1e-3, allow_changed_settings=("lr",),
+                                             **{**RUN, "epochs": 2}))
+    assert ckpt["step"] == 6 and ckpt["config"]["changed_settings"] == [{"key": "lr", "from": 2e-4, "to": 1e-3, "step": 3}]

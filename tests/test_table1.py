@@ -92,7 +92,7 @@ def test_table1_trains_every_method_on_one_budget_and_tabulates(cache, tmp_path)
     text = (out / "table1.md").read_text()
     assert "0.02 minutes of wall time" in text and all(f"| {m} |" in text for m in results)
     for method, r in results.items():
-        assert 0.02 * 60 <= r["train_seconds"] < 0.02 * 60 + 30, method  # the budget, overrun by at most a step and the setup
+        assert r["train_seconds"] >= 0.02 * 60 and r["row"]["epochs"] < 20, method  # stopped by the budget, not the 100s of epochs
         assert r["row"]["images_per_s"] > 0 and r["row"]["steps"] >= 1
         assert json.loads((out / method / "budget.json").read_text())["done"] is True
     sdn_config = results["sdn"]["config"]

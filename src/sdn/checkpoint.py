@@ -28,7 +28,6 @@ from sdn.teachers import teacher_taps
 # "method": "sdn" or a GAN baseline (sdn.baselines); checkpoints written before it existed are SDN's.
 ARCHITECTURE_KEYS = ("method", "teacher", "resolution", "text_encoder", "text_dim", "fc_dim", "n_outputs", "noise_dim", "gf_dim",
                      "df_dim", "text_proj_dim")
-_LEGACY_DEFAULTS = {"method": "sdn"}
 LATEST = "checkpoint-latest.pt"
 EXPORT = "generator.safetensors"
 _NUMBERED = re.compile(r"checkpoint-(\d+)\.pt")
@@ -194,7 +193,7 @@ def load_export(path: str | Path) -> dict:
 
 def check_compatible(ckpt_config: dict, config: dict, what: str = "this run") -> None:
     for key in ARCHITECTURE_KEYS:
-        theirs = ckpt_config.get(key, _LEGACY_DEFAULTS.get(key))
+        theirs = ckpt_config.get(key, _OLD_DEFAULTS.get(key))
         if key in config and theirs != config[key]:
             raise UserError(f"checkpoint was made with {key}={theirs!r} but {what} has {key}={config[key]!r}")
 
@@ -208,7 +207,8 @@ TRAINING_KEYS = ARCHITECTURE_KEYS + (
 # Training longer (or shorter) is what resuming is for: allowed, but recorded like any change.
 _LENGTH_KEYS = ("stage1_epochs", "stage2_epochs")
 # What a checkpoint written before a setting existed was trained with.
-_OLD_DEFAULTS = {"loss_reduction": "mean", "teacher_pooling": "avg", "teacher_init": "pretrained", "diverse_mean_weight": 0.001}
+_OLD_DEFAULTS = {"loss_reduction": "mean", "teacher_pooling": "avg", "teacher_init": "pretrained", "diverse_mean_weight": 0.001,
+                 "method": "sdn"}
 
 
 def check_same_training(saved: dict, wanted: dict, allowed=(), step: int | None = None) -> list[dict]:

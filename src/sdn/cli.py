@@ -130,7 +130,7 @@ def cmd_train(a) -> None:
 
         path = gan_training_loop(data, a.out, method=a.method, text_encoder=a.text_encoder, epochs=a.epochs, batch_size=a.batch_size,
                                  lr=a.lr, n_outputs=a.n_outputs, precision=a.precision, channels_last=a.channels_last, adam=a.adam,
-                                 device=a.device, progress=a.progress, **run)
+                                 device=a.device, progress=a.progress, allow_changed_settings=tuple(a.allow_changed_settings), **run)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, once
         print(f"wrote {path} and {path.parent / 'generator.safetensors'}")
 

@@ -6,11 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sdn.baselines.networks import (
-    GanIntClsGenerator,
-    MatchingDiscriminator,
-    StackGanStage1Generator,
-)
+from sdn.baselines.networks import GanIntClsGenerator, MatchingDiscriminator, StackGanStage1Generator
 from sdn.errors import UserError
 
 

@@ -22,43 +22,19 @@ import torch
 from tqdm.auto import tqdm
 
 from sdn import distributed
-from sdn.baselines import (
-    MethodDefaults,
-    build_discriminator,
-    build_generator,
-    check_method,
-)
+from sdn.baselines import MethodDefaults, build_discriminator, build_generator, check_method
 from sdn.baselines.losses import mismatched_indices
 from sdn.baselines.networks import down_stages
 from sdn.baselines.step import GanSettings, StepInputs, gan_step
 from sdn.budget import WallClockBudget
-from sdn.checkpoint import (
-    EXPORT,
-    LATEST,
-    check_compatible,
-    checkpoint_files,
-    export_generator,
-    save_numbered,
-)
+from sdn.checkpoint import EXPORT, LATEST, check_compatible, check_same_training, checkpoint_files, export_generator, save_numbered
 from sdn.collapse import variety_report, warn_if_collapsed
 from sdn.data import CaptionedImages
 from sdn.errors import UserError
 from sdn.sampling import generate, one_per_class
 from sdn.text import build_text_encoder
-from sdn.training import (
-    ADAM_CHOICES,
-    RunLog,
-    _ensure_writable,
-    _find_resume_checkpoint,
-    _rng_states,
-    _set_rng_states,
-    _stop_if_diverged,
-    encode_captions,
-    epoch_order,
-    host_to_device,
-    make_adam,
-    resume_position,
-)
+from sdn.training import (ADAM_CHOICES, RunLog, _ensure_writable, _find_resume_checkpoint, _rng_states, _set_rng_states,
+                          _stop_if_diverged, encode_captions, epoch_order, host_to_device, make_adam, resume_position)
 
 
 def gan_config(method: str, spec: MethodDefaults, resolution: int, text_encoder: str, epochs, batch_size, lr, n_outputs: int,
@@ -95,6 +71,7 @@ def gan_training_loop(
     progress: bool = True,
     text_encoder_instance=None,
     overwrite: bool = False,
+    allow_changed_settings: tuple[str, ...] = (),  # on resume, saved settings that may differ (recorded), as SDN's loop
 ) -> Path:
     """Train a GAN baseline on `data`'s train split; returns the path of the last checkpoint."""
     spec = check_method(method)
@@ -128,6 +105,7 @@ def gan_training_loop(
     ckpt = _find_resume_checkpoint(resume, run_dir, overwrite, world)
     if ckpt is not None:
         check_compatible(ckpt["config"], config, "this run")
+        config["changed_settings"] = check_same_training(ckpt["config"], config, allow_changed_settings, ckpt["step"])
     if train.embeddings is not None and train.embeddings_name == encoder_name:
         embeddings = train.embeddings.float()  # precomputed by `sdn data prepare`
     else:

@@ -68,10 +68,13 @@ class BaselineGenerator(nn.Module):
             m.momentum = momentum
         self.train(was_training)
 
+    @property
+    def weight_dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
     def standardise(self, text: torch.Tensor) -> torch.Tensor:
-        """In fp32 (as SDN's Generator), then in the weights' type: a bf16 Sampler keeps these buffers fp32."""
-        dtype = next(self.parameters()).dtype
-        return ((text.float() - self.text_mean.float()) / self.text_std.float()).to(dtype)
+        # In fp32 whatever the weights' type (a bf16 Sampler keeps these buffers fp32), as SDN's generator.
+        return ((text.float() - self.text_mean.float()) / self.text_std.float()).to(self.weight_dtype)
 
     def sampling_noise(self, text: torch.Tensor) -> torch.Tensor:
         """(B, n_outputs, noise_dim): each caption's bank row (see the module docstring)."""
@@ -79,7 +82,7 @@ class BaselineGenerator(nn.Module):
             rows = torch.zeros(len(text), dtype=torch.long, device=text.device)
         else:
             bits = text.detach().to(torch.bfloat16).contiguous().view(torch.int16).long()
-            rows = (bits * self.hash_weights).sum(1).remainder(BANK_ROWS)
+            rows = (bits * self.hash_weights.long()).sum(1).remainder(BANK_ROWS)  # a Sampler may hand the weights back as floats
         return self.noise_bank[rows]
 
     def draw(self, text: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,7 +94,7 @@ class BaselineGenerator(nn.Module):
         if noise.dim() == 2:
             noise = noise[:, None]
         n = noise.shape[1]
-        images, _ = self.draw(text.repeat_interleave(n, 0), noise.flatten(0, 1).to(next(self.parameters()).dtype))
+        images, _ = self.draw(text.repeat_interleave(n, 0), noise.flatten(0, 1).to(self.weight_dtype))
         return ((images + 1) / 2).unflatten(0, (len(text), n)), []
 
 

@@ -9,11 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from sdn import distributed
-from sdn.baselines.losses import (
-    generator_loss,
-    interpolate_pairs,
-    matching_aware_d_loss,
-)
+from sdn.baselines.losses import generator_loss, interpolate_pairs, matching_aware_d_loss
 from sdn.collapse import mean_pairwise_distance
 from sdn.training import autocast
 
