@@ -21,11 +21,11 @@ from sdn.sampling import generate
 from sdn.text import build_text_encoder
 
 FIXTURE = "tiny-colours"
-PHRASES = ("{c}", "a {c} picture", "all {c}", "the colour {c}", "something {c}", "a {c} thing", "bright {c}", "it is {c}")
+PHRASES = ("{c}", "a {c} picture", "all {c}", "the colour {c}", "something {c}", "a {c} thing", "bright {c}", "it is {c}", "this flower has bright {c} petals")
 
 
 def colour_fields(size: int = 32) -> CaptionedImages:
-    """Each palette colour as a noisy flat field, 8 phrasings each: colour is all there is to learn."""
+    """Each palette colour as a noisy flat field, 9 phrasings each (one in the shipped flower models' phrasing): colour is all there is to learn."""
     g = torch.Generator().manual_seed(0)
     images, captions = [], []
     for colour, rgb in COLOURS.items():
@@ -67,9 +67,11 @@ def model(request, monkeypatch):
 
 
 def test_each_model_draws_red_and_yellow(model):
+    """A caption naming red and one naming yellow, in the phrasing of the captions the shipped models
+    learned (Reed's flower captions), draw red- and yellow-dominant images."""
     ckpt = load_checkpoint(pretrained.model_path(model))
     encoder = build_text_encoder(ckpt["config"]["text_encoder"])
-    images = generate(generator_from_checkpoint(ckpt), encoder.encode(["red", "yellow"]), precision=ckpt["config"]["precision"])
+    images = generate(generator_from_checkpoint(ckpt), encoder.encode(["this flower has bright red petals", "this flower has bright yellow petals"]), precision=ckpt["config"]["precision"])
     for output in range(images.shape[1]):
         assert object_colours(images[:, output]) == ["red", "yellow"], f"{model}, output {output}"
 
