@@ -114,7 +114,7 @@ def plan_cases(a, dev: torch.device) -> list[dict]:
                     a.each_switch and light and size == min(sizes)) else []
                 for r in range(a.repeats):
                     for path in ("switches off", "sdn train", *each):
-                        profile = a.profile and light and size == min(sizes) and r == 0
+                        profile = a.profile and light and size == min(sizes) and r == 0 and path in ("switches off", "sdn train")
                         cases.append(dict(one, kind="train", stage=stage, path=path, repeat=r, profile=profile))
         if teacher != "vgg19":
             continue
@@ -154,6 +154,7 @@ def merge_repeats(cases: list[dict]) -> list[dict]:
             order = sorted(runs, key=lambda r: r["seconds_per_step"])
             row["result"] = dict(order[len(order) // 2], seconds_per_step=statistics.median(r["seconds_per_step"] for r in runs))
             row["result"]["images_per_s"] = row["batch"] / row["result"]["seconds_per_step"]
+            row["result"]["profile"] = next((r["profile"] for r in runs if r.get("profile")), None)
             cpu = [r["cpu_seconds_per_step"] for r in runs if r.get("cpu_seconds_per_step")]
             row["result"]["cpu_seconds_per_step"] = statistics.median(cpu) if cpu else None
     return rows
