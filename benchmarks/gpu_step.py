@@ -71,8 +71,9 @@ def fits(dev, size: int, batch: int) -> bool:
         measure(dev, size, batch, "stage2", 1, 1)
         return True
     except torch.OutOfMemoryError:
-        free(dev)
-        return False
+        pass
+    free(dev)  # after the except block, whose traceback still holds the failed step's tensors
+    return False
 
 
 def largest_batch(dev, size: int, start: int, limit: int, deadline: float) -> tuple[int, str]:

@@ -106,6 +106,8 @@ def plan_cases(a, dev: torch.device) -> list[dict]:
         for size in sizes:
             light = teacher == "efficientnet-lite0"  # fast steps: more of them, for steadier timings
             warmup, timed = (1, 1) if a.quick else ((3, 20) if light and size < 128 else (2, 8) if light else (1, 3) if size < 128 else (1, 2))
+            if a.steps:
+                warmup, timed = (int(x) for x in a.steps.split(","))
             one = dict(base, teacher=teacher, size=size, warmup=warmup, timed=timed)
             cases.append(dict(one, kind="roofline", path="roofline"))
             for stage in ("stage1", "stage2"):
@@ -250,6 +252,7 @@ def main() -> int:
     ap.add_argument("--each-switch", action="store_true", help="also EfficientNet-Lite0 with one speed switch off at a time")
     ap.add_argument("--profile", action="store_true", help="torch.profiler's top operators of the EfficientNet-Lite0 steps, smallest size")
     ap.add_argument("--sample-batch", type=int, default=64, help="batch of the sampling-throughput case")
+    ap.add_argument("--steps", metavar="WARMUP,TIMED", help="warm-up and timed steps of every training case (default: by size)")
     ap.add_argument("--quick", action="store_true", help="development: 64 px only, 1 warm-up + 1 timed step, small matmul")
     ap.add_argument("--compile", action="store_true", help="also time VGG19's sdn-train path under torch.compile at the smallest size")
     ap.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda when available)")
