@@ -102,7 +102,7 @@ def training_loop(
     fused_l1: bool = True,  # every loss term's L1 in 4 elementwise passes instead of ~11 (sdn.fused_l1)
     matmul_convs: bool = True,  # weight-bound generator convolutions as matrix products (Generator)
     retain_freed_memory: bool = True,  # CPU: glibc keeps freed memory for reuse (sdn.host_memory);
-    # process-wide. The four: 64 px, EfficientNet-Lite0, Stage II ~1.7x, Stage I ~1.4x (docs/speed.md)
+    # process-wide. The four together, 64 px, EfficientNet-Lite0, 1 thread: Stage II 1.9x, Stage I 1.3x (docs/speed.md)
     seed: int = 0,  # initialisation, data order and caption choice
     resume: str | Path | None = None,  # checkpoint file or run folder to continue from, exactly where it stopped;
     # "auto": the newest readable checkpoint in run_dir, or a fresh start if it has none
