@@ -51,7 +51,12 @@ def test_fused_efficientnet_matches_the_original_in_fp32(efficientnet, size):
     assert [t.shape for t in fused_taps] == [t.shape for t in taps]
     for a, b in zip(fused_taps, taps):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
-    torch.testing.assert_close(fused_grad, grad, rtol=1e-4, atol=1e-4 * grad.abs().max().item())
+    # The input gradient is compared as a whole, not element by element: a unit sitting on a ReLU6
+    # kink (0 or 6) in the 2x2 deepest taps can fall on either side in the two computations (fp32
+    # rounding; which side depends on the thread count), and its receptive field's gradient then
+    # differs. Measured: 1e-6 relative with 2 threads, 1.6e-3 with 1 thread at 64 px; a wrong fold
+    # errs by order 1.
+    assert ((fused_grad - grad).norm() / grad.norm()).item() < 1e-2
 
 
 def test_fused_efficientnet_in_bf16_errs_no_more_than_autocast_does(efficientnet):
