@@ -159,7 +159,7 @@ def test_compile_flag_compiles_both_networks_and_trains(tmp_path, small_data, mo
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     losses = _losses(small_data, tmp_path, scheme="sdn", stage1_epochs=1, stage2_epochs=1, compile=True)
-    assert sorted(compiled) == ["EfficientNetTeacher", "Generator"]
+    assert sorted(compiled) == ["FusedEfficientNetTeacher", "Generator"]  # the teacher as fused (sdn.teacher_fusion)
     assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
 
 

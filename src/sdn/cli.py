@@ -46,6 +46,13 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
     g.add_argument("--compile", action="store_true", help="torch.compile the generator and teacher (minutes to compile; little gain measured on CPU)")
     g.add_argument("--grad-checkpointing", action="store_true",
                    help="recompute the generator's activations in the backward pass: less memory (224 px on small GPUs), a little slower")
+    g.add_argument("--no-teacher-fusion", dest="teacher_fusion", action="store_false",
+                   help="run the teacher as loaded, batch norms unfolded (the slower path before the speed work; docs/speed.md)")
+    g.add_argument("--no-fused-l1", dest="fused_l1", action="store_false", help="the loss terms' plain L1 formula (slower; same values)")
+    g.add_argument("--no-matmul-convs", dest="matmul_convs", action="store_false",
+                   help="weight-bound generator convolutions through oneDNN instead of as matrix products (slower at 64 px)")
+    g.add_argument("--no-retain-freed-memory", dest="retain_freed_memory", action="store_false",
+                   help="leave glibc's malloc returning freed memory to the kernel (page faults every step)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     g.add_argument("--size", type=int, default=None if not demo else 64,
@@ -63,6 +70,7 @@ def _training_kwargs(a) -> dict:
         diverse_mean_weight=a.diverse_mean_weight,
         precision=a.precision, channels_last=a.channels_last, device=a.device, progress=a.progress,
         adam=a.adam, compile=a.compile, grad_checkpointing=a.grad_checkpointing,
+        teacher_fusion=a.teacher_fusion, fused_l1=a.fused_l1, matmul_convs=a.matmul_convs, retain_freed_memory=a.retain_freed_memory,
     )
 
 

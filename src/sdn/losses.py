@@ -26,6 +26,8 @@ from typing import Sequence
 
 import torch
 
+from sdn.fused_l1 import scaled_l1_per_image, weighted_taps_per_image
+
 
 REDUCTIONS = ("mean", "sum")
 
@@ -61,16 +63,20 @@ class _L1PerImage(torch.autograd.Function):
 class _Weighted:
     """tap_weights: one weight per tap. tap_scales: one divisor per tap applied to the teacher's
     activations (None = 1 each), so that each tap is compared in units of its typical size.
-    reduction: "mean" or "sum" over each image's elements (see the module's docstring)."""
+    reduction: "mean" or "sum" over each image's elements (see the module's docstring).
+    fused_l1: compute every L1 term with sdn.fused_l1 (the same values to rounding, fewer passes);
+    it implements the "mean" reduction only, so "sum" always takes the plain path."""
 
     term_names: tuple[str, ...] = ("taps", "pixel")
 
     def __init__(self, tap_weights: Sequence[float] | torch.Tensor, pixel_weight: float = 1.0, diverse_mean_weight: float = 0.0,
-                 tap_scales: Sequence[float] | torch.Tensor | None = None, reduction: str = "mean"):
+                 tap_scales: Sequence[float] | torch.Tensor | None = None, reduction: str = "mean", fused_l1: bool = False):
         assert reduction in REDUCTIONS
         self.reduction = reduction
         self.tap_weights = torch.as_tensor(tap_weights, dtype=torch.float32)
         self.tap_scales = None if tap_scales is None else torch.as_tensor(tap_scales, dtype=torch.float32).tolist()
+        self.fused_l1 = fused_l1 and reduction == "mean"
+        self.inverse_scales = None if self.tap_scales is None else [1 / s for s in self.tap_scales]
         self.pixel_weight = pixel_weight
         self.diverse_mean_weight = diverse_mean_weight
 
@@ -83,6 +89,11 @@ class _Weighted:
         assert len(targets) == len(outputs) == len(self.tap_weights)
         terms = torch.stack([l1_per_image(t, o, self.reduction) for t, o in zip(targets, outputs)], 1)  # (B, taps)
         return terms @ self.tap_weights.to(terms.device)
+
+    def image_loss(self, real: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        if self.fused_l1:
+            return scaled_l1_per_image(images, real.unsqueeze(1), batch_dims=2)
+        return image_loss(real, images, self.reduction)
 
     def min_over_outputs(self, per_output: torch.Tensor) -> torch.Tensor:
         """per_output: (B, n) -> (B,): min over the n images, plus a small share of their mean."""
@@ -110,7 +121,7 @@ class ImageLoss(_Weighted):
     term_names = ("pixel",)
 
     def __call__(self, real, images, **_) -> torch.Tensor:
-        pixel = self.pixel_weight * image_loss(real, images, self.reduction)
+        pixel = self.pixel_weight * self.image_loss(real, images)
         self.keep_terms(None, pixel, pixel)
         return self.min_over_outputs(pixel).mean()
 
@@ -119,8 +130,11 @@ class Stage1Loss(_Weighted):
     """Eq. 1 (eq. 4 when n > 1): teacher taps of the real image vs the generator's own activations."""
 
     def __call__(self, real, images, real_feats, generator_acts, **_) -> torch.Tensor:
-        taps = self.taps_per_image(self.scaled(real_feats), generator_acts)
-        pixel = self.pixel_weight * image_loss(real, images, self.reduction)
+        if self.fused_l1:
+            taps = weighted_taps_per_image(generator_acts, real_feats, self.tap_weights, target_scales=self.inverse_scales)
+        else:
+            taps = self.taps_per_image(self.scaled(real_feats), generator_acts)
+        pixel = self.pixel_weight * self.image_loss(real, images)
         self.keep_terms(taps.unsqueeze(1).expand_as(pixel), pixel, pixel)
         return (taps + self.min_over_outputs(pixel)).mean()
 
@@ -133,9 +147,13 @@ class Stage2Loss(_Weighted):
 
     def __call__(self, real, images, real_feats, fake_feats, **_) -> torch.Tensor:
         b, n = images.shape[:2]
-        expanded = [f.repeat_interleave(n, 0) for f in self.scaled(real_feats)]
-        taps = self.taps_per_image(expanded, self.scaled(fake_feats)).view(b, n)
-        pixel = self.pixel_weight * image_loss(real, images, self.reduction)
+        if self.fused_l1:  # |fake / s - real / s| = |fake - real| / s: no scaled copies
+            expanded = real_feats if n == 1 else [f.repeat_interleave(n, 0) for f in real_feats]
+            taps = weighted_taps_per_image(fake_feats, expanded, self.tap_weights, result_scales=self.inverse_scales).view(b, n)
+        else:
+            expanded = [f.repeat_interleave(n, 0) for f in self.scaled(real_feats)]
+            taps = self.taps_per_image(expanded, self.scaled(fake_feats)).view(b, n)
+        pixel = self.pixel_weight * self.image_loss(real, images)
         self.keep_terms(taps, pixel, taps + pixel)
         return self.min_over_outputs(taps + pixel).mean()
 
