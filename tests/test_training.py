@@ -8,7 +8,8 @@ from sdn.checkpoint import generator_from_checkpoint, load_checkpoint
 from sdn.demo_data import make_demo_data
 from sdn.errors import UserError
 from sdn.losses import Stage1Loss, Stage2Loss
-from sdn.training import SCHEMES, train_step, training_loop
+from sdn.schemes import SCHEMES
+from sdn.training import train_step, training_loop
 from sdn.teachers import build_teacher
 from sdn.generator import Generator
 
@@ -16,14 +17,7 @@ from sdn.generator import Generator
 @pytest.fixture(scope="module")
 def tiny_data():
     data = make_demo_data(32, seed=0, backgrounds_per_layout=1, captions_per_image=2)
-    keep = list(range(0, len(data), 18))  # one image per colour-shape class: 18 train + 6 test
-    t = torch.tensor(keep)
-    data.images, data.masks = data.images[t], data.masks[t]
-    data.captions = [data.captions[i] for i in keep]
-    data.labels = [data.labels[i] for i in keep]
-    data.split = [data.split[i] for i in keep]
-    data.attributes = [data.attributes[i] for i in keep]
-    return data
+    return data.take(list(range(0, len(data), 18)))  # one image per colour-shape class: 18 train + 6 test
 
 
 TINY = dict(teacher="efficientnet-lite0", text_encoder="test-hash", fc_dim=32, batch_size=8, progress=False)

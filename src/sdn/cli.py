@@ -11,14 +11,53 @@ from pathlib import Path
 from sdn.errors import UserError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line, like every other bad input (see main)."""
+
+    def error(self, message: str):
+        self.exit(2, f"sdn: error: {' '.join(message.split())} (see: {self.prog} --help)\n")
+
+
+def _one_of(registry, what: str):
+    """An argparse type that accepts the keys of `registry` (read when the parser is built, so
+    entries registered at run time count), refusing others in one line that lists them."""
+    names = list(registry)
+
+    def check(value: str) -> str:
+        if value not in names:
+            raise argparse.ArgumentTypeError(f"unknown {what} {value!r}; choose from {', '.join(names)}")
+        return value
+
+    return dict(type=check, choices=names)
+
+
+def _registries():
+    """The registries that name the choices of the options (light modules: no heavy imports at start-up)."""
+    from sdn.baselines import METHODS
+    from sdn.classifiers import CLASSIFIERS
+    from sdn.losses import REDUCTIONS, TAP_WEIGHTS
+    from sdn.optim import ADAM_CHOICES
+    from sdn.readers import READERS
+    from sdn.schemes import SCHEMES
+    from sdn.teachers import TEACHERS
+    from sdn.text import TEXT_ENCODERS
+    from sdn.utils import PRECISIONS
+
+    return argparse.Namespace(methods=["sdn", *METHODS], classifiers=CLASSIFIERS, reductions=REDUCTIONS, tap_weights=TAP_WEIGHTS, adam=ADAM_CHOICES,
+                              schemes=SCHEMES, datasets=list(READERS), teachers=TEACHERS, text_encoders=TEXT_ENCODERS, precisions=PRECISIONS)
+
+
 def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
+    r = _registries()
     g = p.add_argument_group("model and training (see sdn.training.training_loop)")
-    g.add_argument("--teacher", default="efficientnet-lite0" if demo else "vgg19", help="teacher network: vgg19 (the paper's), vgg16, efficientnet-lite0")
+    g.add_argument("--teacher", default="efficientnet-lite0" if demo else "vgg19", **_one_of(r.teachers, "teacher"),
+                   help="teacher network (vgg19: the paper's)")
     g.add_argument("--teacher-weights", metavar="PATH", help="local teacher state dict (torchvision layout for VGG)")
     g.add_argument("--teacher-init", default="pretrained", choices=["pretrained", "random"], help="random: for tests only")
     g.add_argument("--teacher-pooling", default="avg", choices=["avg", "max"], help="VGG pooling (the authors used avg)")
-    g.add_argument("--text-encoder", default="all-minilm-l6-v2", help="caption encoder (all-minilm-l6-v2)")
-    g.add_argument("--scheme", default="sdn", help="image | stage1 | stage2 | joint | sdn | diverse (paper Table 3)")
+    g.add_argument("--text-encoder", default="all-minilm-l6-v2", **_one_of(r.text_encoders, "text encoder"), help="caption encoder")
+    g.add_argument("--scheme", default="sdn", **_one_of(r.schemes, "scheme"),
+                   help="paper Table 3: " + "; ".join(f"{k}: {s.description}" for k, s in r.schemes.items()))
     g.add_argument("--n-outputs", type=int, help="images per caption (diverse synthesis); default 3 for --scheme diverse, else 1")
     g.add_argument("--stage1-epochs", type=int, default=18 if demo else 100)
     g.add_argument("--stage2-epochs", type=int, default=14 if demo else 100)
@@ -26,7 +65,7 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
                    help="images per step over all processes (with torchrun: a multiple of their number); default 12 (SDN), 64 (GAN baselines)")
     g.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate; default 1e-4 (SDN), 2e-4 (GAN baselines)")
     g.add_argument("--fc-dim", type=int, default=1024 if demo else 4096, help="width of g-fc8 and g-fc7")
-    g.add_argument("--tap-weights", default="inverse-mean", choices=["equal", "inverse-mean"],
+    g.add_argument("--tap-weights", default="inverse-mean", choices=r.tap_weights,
                    help="inverse-mean (default): each tap divided by its mean |activation| on real images, taps weighted alike; equal: the paper's raw sum")
     g.add_argument("--pixel-weight", type=float, default=50.0 if demo else 1.0,
                    help="weight of the image L1 term (the demo's default keeps the colour signal, which the teacher taps barely carry, from being drowned)")
@@ -34,14 +73,14 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
                    help="Stage I: compare G's pre- or post-ReLU values with the taps; auto (default): post-ReLU for VGG "
                         "(the authors'), pre-ReLU for teachers with signed taps (EfficientNet)")
     g.add_argument("--pair-post-relu", dest="pairing", action="store_const", const="post-relu", help=argparse.SUPPRESS)
-    g.add_argument("--loss-reduction", choices=["mean", "sum"], default="mean",
+    g.add_argument("--loss-reduction", choices=r.reductions, default="mean",
                    help="each L1 term over an image's elements: mean (default) or sum (the paper's plain L1 of eqs. 1-3; "
                         "with --tap-weights equal: the paper's exact loss)")
     g.add_argument("--diverse-mean-weight", type=float, default=0.001,
                    help="diverse synthesis: CRN's share of the mean over the n outputs (0: the paper's pure minimum, eqs. 4-5)")
-    g.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    g.add_argument("--precision", default="bf16", choices=r.precisions)
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false")
-    g.add_argument("--adam", default="auto", choices=["auto", "fused", "foreach", "for-loop"],
+    g.add_argument("--adam", default="auto", choices=r.adam,
                    help="Adam implementation (auto: fused where supported, else foreach)")
     g.add_argument("--compile", action="store_true", help="torch.compile the generator and teacher (minutes to compile; little gain measured on CPU)")
     g.add_argument("--grad-checkpointing", action="store_true",
@@ -163,9 +202,9 @@ def cmd_prepare(a) -> None:
 
 def cmd_export(a) -> None:
     from sdn.checkpoint import export_generator, generator_from_checkpoint, load_checkpoint
+    from sdn.utils import output_file
 
-    if not a.out.endswith(".safetensors"):
-        raise UserError(f"--out must end in .safetensors, not {a.out!r}")
+    output_file(a.out, (".safetensors",), ".safetensors")
     ckpt = load_checkpoint(a.checkpoint)
     path = export_generator(generator_from_checkpoint(ckpt), {**ckpt["config"], "step": ckpt["step"]}, a.out)
     print(f"wrote {path} and {path.with_suffix('.json')}")
@@ -184,15 +223,19 @@ def cmd_sample(a) -> None:
     print(f"wrote {a.out}")
 
 
+def _metric_names(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(text.split(","))
+
+
 def cmd_evaluate(a) -> None:
     from sdn.evaluation import evaluate
+    from sdn.metrics import METRICS
 
-    result = evaluate(_checkpoint(a), a.data, a.out, a.split, tuple(a.metrics.split(",")), a.classifier, a.classifier_weights,
+    result = evaluate(_checkpoint(a), a.data, a.out, a.split, _metric_names(a.metrics), a.classifier, a.classifier_weights,
                       a.captions_per_image, a.is_splits, a.feature_precision, a.batch_size, a.device, a.figures, a.progress,
                       save_drawings=a.save_drawings)
     m = result["metrics"]
-    shown = [f"{k.upper()} {m[k]:.4f}" + (f" ± {m[k + '_std']:.4f}" if f"{k}_std" in m else "")
-             for k in ("ssim", "fsim", "is", "fid", "colour_accuracy", "variety") if k in m]
+    shown = [f"{k.upper()} {m[k]:.4f}" + (f" ± {m[k + '_std']:.4f}" if f"{k}_std" in m else "") for k in METRICS if k in m]
     print("; ".join(shown) + (f"  (IS by {m['is_classifier']})" if "is" in m else "") + ("  COLLAPSED" if m.get("collapsed") else ""))
     print(f"wrote {a.out}/metrics.json and {a.out}/report.html")
 
@@ -246,14 +289,27 @@ def cmd_table1(a) -> None:
     from sdn.table1 import table1
 
     table1(a.data, a.out, a.budget_minutes, tuple(a.methods.split(",")), a.teacher, a.teacher_weights, a.pixel_weight, a.fc_dim,
-           a.text_encoder, a.classifier, a.classifier_weights, a.captions_per_image, a.feature_precision, tuple(a.metrics.split(",")),
+           a.text_encoder, a.classifier, a.classifier_weights, a.captions_per_image, a.feature_precision, _metric_names(a.metrics),
            a.precision, a.seed, a.device, a.progress)
     print((Path(a.out) / "table1.md").read_text())
     print(f"wrote {a.out}/table1.md, table1.json, table1.png, report.html")
 
 
+class _ListMetrics(argparse.Action):
+    """`sdn evaluate --list-metrics`: the metric registry's names and descriptions, then exit."""
+
+    def __init__(self, option_strings, dest, **kw):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from sdn.metrics.registry import metrics_help
+
+        parser.exit(0, metrics_help())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sdn", description="Symmetrical Distillation Networks for text-to-image synthesis.")
+    r = _registries()
+    parser = _Parser(prog="sdn", description="Symmetrical Distillation Networks for text-to-image synthesis.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="train on built-in coloured-shape data and draw unseen captions (under 10 minutes on 2 CPU cores)")
@@ -273,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-changed-settings", nargs="+", default=[], metavar="KEY",
                    help="on resume, let these settings differ from the checkpoint's (training longer needs no permission); "
                         "any other difference is refused; changes are recorded in the run's config")
-    p.add_argument("--method", default="sdn", choices=["sdn", "gan-int-cls", "stackgan1"],
+    p.add_argument("--method", default="sdn", choices=r.methods,
                    help="sdn (default), or a Table 1 baseline: gan-int-cls (Reed et al. 2016), stackgan1 (StackGAN Stage-I)")
     p.add_argument("--epochs", type=int, help="GAN baselines: epochs (default: the paper's 600; learning rates halve every 100 / 50)")
     p.add_argument("--max-minutes", type=float, help="stop at the first step boundary after this much wall time, with a checkpoint")
@@ -283,13 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="dataset tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser("prepare", help="read a dataset once into a cache for training and evaluation")
-    p.add_argument("--dataset", required=True, choices=["oxford102", "cub", "stackgan", "folder"])
+    p.add_argument("--dataset", required=True, choices=r.datasets)
     p.add_argument("--root", required=True, help="the dataset folder, as its downloads unpack")
     p.add_argument("--out", required=True, help="cache folder to create")
     p.add_argument("--size", type=int, default=64, help="image resolution (64, 128, 224...)")
     p.add_argument("--strict", action="store_true", help="stop at the first problem instead of skipping the item")
     p.add_argument("--stackgan-dir", help="StackGAN's folder with <split>/char-CNN-RNN-embeddings.pickle: import them (text encoder char-cnn-rnn-pickle)")
-    p.add_argument("--text-encoder", default="all-minilm-l6-v2", help="caption encoder to precompute, or 'none'")
+    p.add_argument("--text-encoder", default="all-minilm-l6-v2", **_one_of(["none", *r.text_encoders], "text encoder"),
+                   help="caption encoder to precompute, or 'none'")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_prepare)
 
@@ -314,12 +371,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="a cache made by `sdn data prepare` (same resolution and text encoder)")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--metrics", default="ssim,fsim,is,fid,variety", help="comma-separated keys of the metric registry")
-    p.add_argument("--classifier", default="efficientnet-lite0", help="Inception Score network: efficientnet-lite0 (offline) or inception-v3")
+    p.add_argument("--metrics", help="comma-separated keys of the metric registry (default: its default ones; see --list-metrics)")
+    p.add_argument("--list-metrics", action=_ListMetrics, help="list the metrics with their descriptions and exit")
+    p.add_argument("--classifier", default="efficientnet-lite0", **_one_of(r.classifiers, "classifier"),
+                   help="Inception Score network: efficientnet-lite0 (offline) or inception-v3")
     p.add_argument("--classifier-weights", metavar="PATH", help="local classifier weights (inception-v3: torchvision's state dict)")
     p.add_argument("--captions-per-image", type=int, help="default: all (the paper's protocol)")
     p.add_argument("--is-splits", type=int, default=10)
-    p.add_argument("--feature-precision", default="fp32", choices=["fp32", "bf16"],
+    p.add_argument("--feature-precision", default="fp32", choices=r.precisions,
                    help="IS/FID features: fp32 (standard) or bf16 (about 5x faster on CPUs with AMX; compare bf16 only with bf16)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--no-figures", dest="figures", action="store_false", help="numbers only")
@@ -335,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="a prepared cache")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--count", type=int, default=8, help="captions to draw")
-    p.add_argument("--classifier", default="efficientnet-lite0", help="retrieval feature network")
+    p.add_argument("--classifier", default="efficientnet-lite0", **_one_of(r.classifiers, "classifier"), help="retrieval feature network")
     p.add_argument("--classifier-weights", metavar="PATH")
     p.add_argument("--out", required=True, help="image file (.png)")
     p.add_argument("--device")
@@ -358,16 +417,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the runs and the table")
     p.add_argument("--runs", help="comma-separated subset of: image,stage1,stage2,joint,sdn,diverse,sdn-equal-taps,"
                                   "sdn-efficientnet-lite0-random,sdn-vgg19-random,sdn-vgg19-imagenet")
-    p.add_argument("--teacher", default="efficientnet-lite0", help="the base (pretrained) teacher")
+    p.add_argument("--teacher", default="efficientnet-lite0", **_one_of(r.teachers, "teacher"), help="the base (pretrained) teacher")
     p.add_argument("--vgg19-weights", metavar="PATH", help="VGG19 ImageNet state dict for the sdn-vgg19-imagenet run")
     p.add_argument("--stage1-epochs", type=int, default=1, help="budget of every run, first part")
     p.add_argument("--stage2-epochs", type=int, default=1, help="budget of every run, second part")
-    p.add_argument("--tap-weights", default="inverse-mean", choices=["equal", "inverse-mean"])
+    p.add_argument("--tap-weights", default="inverse-mean", choices=r.tap_weights)
     p.add_argument("--pixel-weight", type=float, default=10.0)
     p.add_argument("--fc-dim", type=int, default=1024)
     p.add_argument("--captions-per-image", type=int, default=1, help="evaluation drawings per test image")
-    p.add_argument("--feature-precision", default="bf16", choices=["fp32", "bf16"], help="IS/FID features (all runs alike)")
-    p.add_argument("--classifier", default="efficientnet-lite0")
+    p.add_argument("--feature-precision", default="bf16", choices=r.precisions, help="IS/FID features (all runs alike)")
+    p.add_argument("--classifier", default="efficientnet-lite0", **_one_of(r.classifiers, "classifier"))
     p.add_argument("--batch-size", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
@@ -398,17 +457,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the runs and the table (rerun: finished runs are reused, others continued)")
     p.add_argument("--budget-minutes", type=float, required=True, help="wall-clock training time of every method")
     p.add_argument("--methods", default="sdn,gan-int-cls,stackgan1")
-    p.add_argument("--teacher", default="efficientnet-lite0", help="SDN's teacher (vgg19 + --teacher-weights: the paper's)")
+    p.add_argument("--teacher", default="efficientnet-lite0", **_one_of(r.teachers, "teacher"),
+                   help="SDN's teacher (vgg19 + --teacher-weights: the paper's)")
     p.add_argument("--teacher-weights", metavar="PATH")
     p.add_argument("--pixel-weight", type=float, default=10.0, help="SDN's image-term weight")
     p.add_argument("--fc-dim", type=int, default=1024, help="SDN's g-fc8/g-fc7 width")
-    p.add_argument("--text-encoder", default="all-minilm-l6-v2")
-    p.add_argument("--classifier", default="efficientnet-lite0", help="IS network (inception-v3 + --classifier-weights: comparable with published IS)")
+    p.add_argument("--text-encoder", default="all-minilm-l6-v2", **_one_of(r.text_encoders, "text encoder"))
+    p.add_argument("--classifier", default="efficientnet-lite0", **_one_of(r.classifiers, "classifier"), help="IS network (inception-v3 + --classifier-weights: comparable with published IS)")
     p.add_argument("--classifier-weights", metavar="PATH")
     p.add_argument("--captions-per-image", type=int, help="default: all (the paper's protocol)")
-    p.add_argument("--feature-precision", default="fp32", choices=["fp32", "bf16"])
-    p.add_argument("--metrics", default="ssim,fsim,is,fid,variety")
-    p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"], help="training precision of every method")
+    p.add_argument("--feature-precision", default="fp32", choices=r.precisions)
+    p.add_argument("--metrics", help="comma-separated keys of the metric registry (default: its default ones)")
+    p.add_argument("--precision", default="bf16", choices=r.precisions, help="training precision of every method")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
     p.add_argument("--no-progress", dest="progress", action="store_false")

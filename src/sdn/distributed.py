@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from sdn.errors import UserError
+from sdn.utils import default_device
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def setup(device: torch.device) -> World:
 
 def local_device(device: str | None, world: World) -> torch.device:
     """Each process of a node on its own GPU (cuda:LOCAL_RANK) unless a device index was given."""
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = default_device(device)
     if dev.type == "cuda" and dev.index is None and world.distributed:
         dev = torch.device("cuda", world.local_rank)
     if dev.type == "cuda" and dev.index is not None:

@@ -29,7 +29,8 @@ import torch
 from sdn.fused_l1 import scaled_l1_per_image, weighted_taps_per_image
 
 
-REDUCTIONS = ("mean", "sum")
+REDUCTIONS = ("mean", "sum")  # see the module's docstring
+TAP_WEIGHTS = ("inverse-mean", "equal")  # how training_loop weighs the teacher's taps (see its tap_weights)
 
 
 def l1_per_image(a: torch.Tensor, b: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

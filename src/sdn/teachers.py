@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from sdn.errors import UserError
+from sdn.utils import IMAGENET_MEAN, IMAGENET_STD, lite_input
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,8 @@ class VGGTeacher(Teacher):
         self.features = nn.Sequential(*layers)
         self.tap_after = [i for i, l in enumerate(layers) if isinstance(l, (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d))]
         assert len(self.tap_after) == len(taps)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         x = (images - self.mean) / self.std  # torchvision weights expect ImageNet-normalised RGB
@@ -152,7 +153,7 @@ class EfficientNetTeacher(Teacher):
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         net = self.net
-        x = (images * 255 - 127) / 128  # the Lite models' own input convention
+        x = lite_input(images)  # the Lite models' own input convention
         x = net._swish(net._bn0(net._conv_stem(x)))
         out = [x]
         for i, block in enumerate(net._blocks):

@@ -25,21 +25,13 @@ from sdn.data import CaptionedImages
 from sdn.errors import UserError
 from sdn.generator import Generator
 from sdn.host_memory import retain_freed_memory as retain_freed_host_memory
-from sdn.losses import REDUCTIONS, ImageLoss, Stage1Loss, Stage2Loss, SumOfLosses
+from sdn.optim import check_adam, make_adam
+from sdn.losses import REDUCTIONS, TAP_WEIGHTS, ImageLoss, Stage1Loss, Stage2Loss, SumOfLosses
+from sdn.schemes import SCHEMES
 from sdn.teacher_fusion import fuse_teacher
 from sdn.teachers import Teacher, build_teacher, default_pair_preactivation
 from sdn.text import TextEncoder, build_text_encoder, encode_unique
-
-# scheme -> (loss of the first `stage1_epochs`, loss of the remaining `stage2_epochs`)
-SCHEMES = {
-    "image": ("image", "image"),  # image-space loss only
-    "stage1": ("stage1", "stage1"),  # Stage-I loss only
-    "stage2": ("stage2", "stage2"),  # Stage-II loss only
-    "joint": ("joint", "joint"),  # Stage-I & Stage-II losses together
-    "sdn": ("stage1", "stage2"),  # the paper's two-stage SDN
-    "diverse": ("stage1", "stage2"),  # two-stage SDN with n outputs and min-over-outputs losses
-}
-
+from sdn.utils import atomic_write_text, check_precision, default_device
 
 def autocast(device: torch.device, precision: str):
     if precision == "bf16":
@@ -127,7 +119,7 @@ def training_loop(
     budget = WallClockBudget(max_seconds)  # counts setup too: the budget is wall time
     if scheme not in SCHEMES:
         raise UserError(f"unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
-    if tap_weights not in ("equal", "inverse-mean"):
+    if tap_weights not in TAP_WEIGHTS:
         raise UserError(f"tap weights must be 'equal' or 'inverse-mean', not {tap_weights!r}")
     if loss_reduction not in REDUCTIONS:
         raise UserError(f"loss reduction must be one of {', '.join(REDUCTIONS)}, not {loss_reduction!r}")
@@ -135,13 +127,11 @@ def training_loop(
         raise UserError(f"--diverse-mean-weight must be 0 or more, not {diverse_mean_weight}")
     if pair_preactivation is None:
         pair_preactivation = default_pair_preactivation(teacher)
-    if precision not in ("bf16", "fp32"):
-        raise UserError(f"precision must be 'bf16' or 'fp32', not {precision!r}")
-    if adam not in ADAM_CHOICES:
-        raise UserError(f"adam must be one of {', '.join(ADAM_CHOICES)}, not {adam!r}")
-    n_outputs = n_outputs or (3 if scheme == "diverse" else 1)
-    if scheme == "diverse" and n_outputs < 2:
-        raise UserError("the diverse scheme needs --n-outputs of 2 or more")
+    check_precision(precision)
+    check_adam(adam)
+    n_outputs = n_outputs or SCHEMES[scheme].n_outputs
+    if SCHEMES[scheme].n_outputs > 1 and n_outputs < 2:
+        raise UserError(f"the {scheme} scheme needs --n-outputs of 2 or more")
     if batch_size < 1 or stage1_epochs < 0 or stage2_epochs < 0 or stage1_epochs + stage2_epochs < 1:
         raise UserError("batch size must be >= 1 and the epochs must add up to at least 1")
     if (checkpoint_every is not None and checkpoint_every < 1) or keep_checkpoints < 1 or max_bad_steps < 1:
@@ -151,7 +141,7 @@ def training_loop(
         raise UserError(f"the batch size {batch_size} is the global batch and must divide evenly over the {world_size} "
                         f"processes: choose a multiple of {world_size}")
     run_dir = Path(run_dir)
-    world = distributed.setup(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    world = distributed.setup(default_device(device))
     budget.world = world
     dev = distributed.local_device(device, world)
     if world.is_main:
@@ -302,22 +292,6 @@ def epoch_order(seed: int, epoch: int, n_images: int, captions_per_image: int) -
     return order, caption_pick
 
 
-ADAM_CHOICES = ("auto", "fused", "foreach", "for-loop")
-
-
-def make_adam(params, lr: float, adam: str = "auto") -> torch.optim.Adam:
-    """Adam in the implementation `adam` names (see training_loop); "auto" falls back to foreach
-    where fused is unsupported (CPU before torch 2.4, some accelerators)."""
-    params = list(params)
-    if adam in ("auto", "fused"):
-        try:
-            return torch.optim.Adam(params, lr=lr, fused=True)
-        except (RuntimeError, TypeError):
-            if adam == "fused":
-                raise UserError("this torch has no fused Adam for this device; use --adam foreach") from None
-    return torch.optim.Adam(params, lr=lr, foreach=adam != "for-loop")
-
-
 def host_to_device(batch: torch.Tensor, dev: torch.device) -> torch.Tensor:
     """A freshly gathered CPU batch -> `dev`. On CUDA it is staged in pinned memory first (the
     caching host allocator reuses the buffers), so the copy is a real asynchronous DMA rather than a
@@ -455,9 +429,7 @@ class RunLog:
             self.path.unlink(missing_ok=True)  # a fresh run's log starts empty
         elif self.path.exists():  # drop the lines of steps the resumed run will do again
             kept = [line for line in self.path.read_text().splitlines() if _logged_step(line) <= resumed_step]
-            tmp = self.path.with_name(".stats.jsonl.tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
-            tmp.replace(self.path)
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         self.file = open(self.path, "a")  # noqa: SIM115 - open for the whole run, closed by close()
         self.tensorboard = _summary_writer(run_dir / "tensorboard")
 

@@ -33,8 +33,10 @@ from sdn.data import CaptionedImages
 from sdn.errors import UserError
 from sdn.sampling import generate, one_per_class
 from sdn.text import build_text_encoder
-from sdn.training import (ADAM_CHOICES, RunLog, _ensure_writable, _find_resume_checkpoint, _rng_states, _set_rng_states,
-                          _stop_if_diverged, encode_captions, epoch_order, host_to_device, make_adam, resume_position)
+from sdn.utils import check_precision, default_device
+from sdn.optim import check_adam, make_adam
+from sdn.training import (RunLog, _ensure_writable, _find_resume_checkpoint, _rng_states, _set_rng_states,
+                          _stop_if_diverged, encode_captions, epoch_order, host_to_device, resume_position)
 
 
 def gan_config(method: str, spec: MethodDefaults, resolution: int, text_encoder: str, epochs, batch_size, lr, n_outputs: int,
@@ -75,10 +77,8 @@ def gan_training_loop(
 ) -> Path:
     """Train a GAN baseline on `data`'s train split; returns the path of the last checkpoint."""
     spec = check_method(method)
-    if precision not in ("bf16", "fp32"):
-        raise UserError(f"precision must be 'bf16' or 'fp32', not {precision!r}")
-    if adam not in ADAM_CHOICES:
-        raise UserError(f"adam must be one of {', '.join(ADAM_CHOICES)}, not {adam!r}")
+    check_precision(precision)
+    check_adam(adam)
     encoder_name = text_encoder_instance.name if text_encoder_instance is not None else text_encoder
     config = gan_config(method, spec, data.resolution, encoder_name, epochs, batch_size, lr, n_outputs or 1, precision,
                         channels_last, adam, seed)
@@ -91,7 +91,7 @@ def gan_training_loop(
     if batch_size % world_size or batch_size // world_size < 2:
         raise UserError(f"the batch size {batch_size} is the global batch: choose a multiple of the {world_size} processes, 2 or more each")
     run_dir = Path(run_dir)
-    world = distributed.setup(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    world = distributed.setup(default_device(device))
     budget = WallClockBudget(max_seconds, world)
     dev = distributed.local_device(device, world)
     if world.is_main:
