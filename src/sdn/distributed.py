@@ -27,7 +27,6 @@ class World:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    owns_group: bool = False  # this module created the process group (and destroys it at exit)
 
     @property
     def is_main(self) -> bool:
@@ -59,7 +58,7 @@ def setup(device: torch.device) -> World:
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend)
     atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
-    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owns_group=True)
+    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def local_device(device: str | None, world: World) -> torch.device:
