@@ -90,7 +90,7 @@ def _gradients(world, folder=None) -> dict:
     for n in (8, 2):
         idx = shard(torch.arange(n), 8, world)
         sgd = torch.optim.SGD(generator.parameters(), lr=0.0)
-        terms = train_step(generator, teacher, loss, "stage2", real[idx], text[idx], sgd, torch.device("cpu"), "fp32",
+        terms = train_step(generator, teacher, loss, real[idx], text[idx], sgd, torch.device("cpu"), "fp32",
                            share=len(idx) / n)
         out[n] = {"loss": terms["loss"], "grads": {k: p.grad.clone() for k, p in generator.named_parameters()}}
     return out

@@ -107,10 +107,13 @@ def test_a_non_finite_loss_skips_the_update():
     opt = torch.optim.Adam(generator.parameters(), 1e-3)
     before = {k: v.clone() for k, v in generator.state_dict().items()}
 
-    def nan_loss(**kw):
-        return Stage1Loss([1.0] * len(teacher.taps))(**kw) * float("nan")
+    class NanLoss(Stage1Loss):
+        def compare(self, **passes):
+            loss, terms = super().compare(**passes)
+            return loss * float("nan"), terms
 
-    terms = train_step(generator, teacher, nan_loss, "stage1", torch.rand(2, 3, 32, 32), torch.randn(2, 4), opt, torch.device("cpu"), "fp32")
+    nan_loss = NanLoss([1.0] * len(teacher.taps))
+    terms = train_step(generator, teacher, nan_loss, torch.rand(2, 3, 32, 32), torch.randn(2, 4), opt, torch.device("cpu"), "fp32")
     assert math.isnan(terms["loss"])
     assert all(torch.equal(before[k], v) for k, v in generator.state_dict().items())
     assert not opt.state  # Adam never stepped
@@ -118,14 +121,14 @@ def test_a_non_finite_loss_skips_the_update():
 
 def test_the_divergence_guard_skips_bad_steps_and_stops_after_too_many(tmp_path, tiny_data, monkeypatch):
     calls = []
-    real_call = Stage1Loss.__call__
+    real_compare = Stage1Loss.compare
 
     def flaky(self, **kw):  # step 2 alone is bad on the first run; from step 3 of the second run, all are
         calls.append(1)
-        loss = real_call(self, **kw)
-        return loss * float("nan") if len(calls) == 2 or len(calls) >= 6 else loss
+        loss, terms = real_compare(self, **kw)
+        return (loss * float("nan") if len(calls) == 2 or len(calls) >= 6 else loss), terms
 
-    monkeypatch.setattr(Stage1Loss, "__call__", flaky)
+    monkeypatch.setattr(Stage1Loss, "compare", flaky)
     with pytest.warns(UserWarning, match="non-finite loss at step 2"):
         first = load_checkpoint(training_loop(tiny_data, tmp_path, **{**RUN, "stage2_epochs": 0}))
     assert first["skipped_steps"] == 1 and [s for s, *_ in first["history"]] == [1, 3]

@@ -42,7 +42,7 @@ def test_teacher_stays_frozen_through_a_training_step(stage):
     opt = torch.optim.Adam(generator.parameters(), 1e-3)
     loss_fn = (Stage1Loss if stage == "stage1" else Stage2Loss)([1.0] * len(teacher.taps))
     g_before = generator.steps[-1].conv.weight.clone()
-    train_step(generator, teacher, loss_fn, stage, torch.rand(2, 3, 32, 32), torch.randn(2, 4), opt, torch.device("cpu"), "fp32")
+    train_step(generator, teacher, loss_fn, torch.rand(2, 3, 32, 32), torch.randn(2, 4), opt, torch.device("cpu"), "fp32")
     after = teacher.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # weights and batch-norm statistics
     assert all(p.grad is None for p in teacher.parameters())
@@ -121,7 +121,7 @@ def test_each_scheme_uses_exactly_its_loss_terms_and_teacher_passes(scheme):
     for stage in dict.fromkeys(SCHEMES[scheme]):
         teacher.calls.clear()
         generator = Generator(teacher.taps, 32, 4, fc_dim=16)
-        terms = train_step(generator, teacher, losses[stage], stage, torch.rand(2, 3, 32, 32), torch.randn(2, 4),
+        terms = train_step(generator, teacher, losses[stage], torch.rand(2, 3, 32, 32), torch.randn(2, 4),
                            torch.optim.SGD(generator.parameters(), 0.0), torch.device("cpu"), "fp32")
         names, calls = expected[stage]
         assert tuple(terms) == names and teacher.calls == calls, stage

@@ -4,7 +4,6 @@ against diverging losses, and a per-step log."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -26,18 +25,12 @@ from sdn.errors import UserError
 from sdn.generator import Generator
 from sdn.host_memory import retain_freed_memory as retain_freed_host_memory
 from sdn.optim import check_adam, make_adam
-from sdn.losses import REDUCTIONS, TAP_WEIGHTS, ImageLoss, Stage1Loss, Stage2Loss, SumOfLosses
+from sdn.losses import LOSSES, REDUCTIONS, TAP_WEIGHTS
 from sdn.schemes import SCHEMES
 from sdn.teacher_fusion import fuse_teacher
 from sdn.teachers import Teacher, build_teacher, default_pair_preactivation
 from sdn.text import TextEncoder, build_text_encoder, encode_unique
-from sdn.utils import atomic_write_text, check_precision, default_device
-
-def autocast(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
+from sdn.utils import atomic_write_text, autocast, check_precision, default_device
 
 @torch.no_grad()
 def tap_mean_activations(teacher: Teacher, images: torch.Tensor, device, precision: str, batch_size: int = 32) -> torch.Tensor:
@@ -212,12 +205,8 @@ def training_loop(
         step, history, skipped_steps, start_epoch, start_image = 0, [], 0, 0, 0
     distributed.broadcast_parameters(generator, world)
 
-    losses = {
-        "image": ImageLoss(weights, pixel_weight, diverse_mean_weight, scales, loss_reduction, fused_l1=fused_l1),
-        "stage1": Stage1Loss(weights, pixel_weight, diverse_mean_weight, scales, loss_reduction, fused_l1=fused_l1),
-        "stage2": Stage2Loss(weights, pixel_weight, diverse_mean_weight, scales, loss_reduction, fused_l1=fused_l1),
-    }
-    losses["joint"] = SumOfLosses(stage1=losses["stage1"], stage2=losses["stage2"])
+    losses = {name: LOSSES[name](weights, pixel_weight, diverse_mean_weight, scales, loss_reduction, fused_l1=fused_l1)
+              for name in dict.fromkeys(SCHEMES[scheme])}
 
     total_epochs = stage1_epochs + stage2_epochs
     steps_per_epoch = math.ceil(len(train) / batch_size)
@@ -248,7 +237,7 @@ def training_loop(
             real = (host_to_device(train.images[idx], dev).float() / 255).contiguous(memory_format=memory_format)
             text = host_to_device(embeddings[idx, caption_pick[idx]], dev)
             started = time.perf_counter()
-            terms = train_step(step_generator, step_teacher, losses[stage], stage, real, text, optimizer, dev, precision,
+            terms = train_step(step_generator, step_teacher, losses[stage], real, text, optimizer, dev, precision,
                                share=len(idx) / len(batch))
             seconds = time.perf_counter() - started
             step += 1
@@ -301,26 +290,18 @@ def host_to_device(batch: torch.Tensor, dev: torch.device) -> torch.Tensor:
     return batch.to(dev, non_blocking=True)
 
 
-def train_step(generator, teacher, loss_fn, stage, real, text, optimizer, dev, precision, share: float = 1.0) -> dict[str, float]:
-    """One optimiser step on this process's slice of the global batch; `share` is the slice's
-    fraction of the batch, which weighs its loss so that the gradients summed over processes are
-    those of the whole batch's mean loss. Returns the whole batch's loss and its parts. A non-finite
-    loss skips the update (every process sees the same summed loss, so all of them skip)."""
-    names = getattr(loss_fn, "term_names", ())
+def train_step(generator, teacher, loss_fn, real, text, optimizer, dev, precision, share: float = 1.0) -> dict[str, float]:
+    """One optimiser step of `loss_fn` (an sdn.losses.Loss) on this process's slice of the global
+    batch; `share` is the slice's fraction of the batch, which weighs its loss so that the gradients
+    summed over processes are those of the whole batch's mean loss. Returns the whole batch's loss
+    and its parts. A non-finite loss skips the update (every process sees the same summed loss, so
+    all of them skip)."""
+    names = loss_fn.term_names
     optimizer.zero_grad(set_to_none=True)
     values = torch.zeros(1 + len(names))
     if len(text):  # a short last batch can leave a process nothing to do but add zeros
-        with autocast(dev, precision):
-            images, acts = generator(text)
-            real_feats = fake_feats = None
-            if stage != "image":
-                with torch.no_grad():  # one teacher pass on the real images, shared by every term
-                    real_feats = teacher(real)
-            if stage in ("stage2", "joint"):
-                fake_feats = teacher(images.flatten(0, 1))
-        loss = loss_fn(real=real, images=images, real_feats=real_feats, fake_feats=fake_feats, generator_acts=acts)
+        loss, terms = loss_fn(generator, teacher, real, text, precision)
         (loss if share == 1 else loss * share).backward()
-        terms = getattr(loss_fn, "terms", {})
         values = torch.stack([loss.detach().float()] + [terms[n].float() for n in names]).cpu() * share
     values = distributed.sum_gradients(generator.parameters(), values)
     result = dict(zip(("loss", *names), values.tolist()))

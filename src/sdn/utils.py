@@ -4,6 +4,7 @@ input conventions of the ImageNet-trained networks."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -31,6 +32,13 @@ os.umask(_UMASK)  # read, then put back: the process's umask, for the permission
 def default_device(device: str | torch.device | None = None) -> torch.device:
     """`device` as given, else CUDA when available, else the CPU."""
     return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def autocast(device: torch.device, precision: str):
+    """The context a network runs in: bf16 autocast (AMX on CPU, tensor cores on CUDA) or plain fp32."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def check_precision(precision: str) -> None:
