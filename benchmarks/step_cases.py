@@ -68,7 +68,8 @@ def make_train_step(spec: dict, dev: torch.device):
     from sdn.losses import Stage1Loss, Stage2Loss
     from sdn.teachers import build_teacher
     from sdn.optim import make_adam
-    from sdn.training import host_to_device, tap_mean_activations, train_step
+    from sdn.batches import host_to_device
+    from sdn.training_step import tap_mean_activations, train_step
 
     d = training_defaults()
     size, batch, stage = spec["size"], spec["batch"], spec["stage"]

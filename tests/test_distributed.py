@@ -83,7 +83,7 @@ def _gradients(world, folder=None) -> dict:
     """Summed gradients and losses of one full batch (4 + 4 images over 2 ranks) and of a short one
     (2 + 0: rank 1 holds nothing), with the weights left unchanged between them (lr 0)."""
     from sdn.distributed import shard
-    from sdn.training import train_step
+    from sdn.training_step import train_step
 
     generator, teacher, loss, real, text = _gradient_case()
     out = {}

@@ -14,7 +14,8 @@ from sdn.losses import Stage1Loss, Stage2Loss, SumOfLosses, l1_per_image
 from sdn.sampling import generate
 from sdn.teachers import build_teacher, teacher_taps
 from sdn.optim import ADAM_CHOICES, make_adam
-from sdn.training import train_step, training_loop
+from sdn.training import training_loop
+from sdn.training_step import train_step
 
 RUN = {"teacher": "efficientnet-lite0", "text_encoder": "test-hash", "fc_dim": 16, "batch_size": 8, "progress": False, "seed": 5}
 

@@ -9,7 +9,7 @@ import test_training
 import torch
 from test_training import TINY
 
-from sdn import training
+from sdn import run_log, training
 from sdn.checkpoint import (
     checkpoint_files,
     generator_from_checkpoint,
@@ -20,7 +20,8 @@ from sdn.errors import UserError
 from sdn.generator import Generator
 from sdn.losses import Stage1Loss
 from sdn.teachers import build_teacher
-from sdn.training import train_step, training_loop
+from sdn.training import training_loop
+from sdn.training_step import train_step
 
 # 18 train images in batches of 8: steps 1-3 are epoch 0 (stage 1), steps 4-6 epoch 1 (stage 2)
 RUN = {**TINY, "stage1_epochs": 1, "stage2_epochs": 1, "seed": 4, "checkpoint_every": 2}
@@ -156,7 +157,7 @@ def test_log_lines_export_and_tensorboard(tmp_path, tiny_data, monkeypatch):
         def close(self):
             pass
 
-    monkeypatch.setattr(training, "_summary_writer", FakeWriter)
+    monkeypatch.setattr(run_log, "_summary_writer", FakeWriter)
     last = training_loop(tiny_data, tmp_path, scheme="joint", **{**RUN, "stage2_epochs": 0, "keep_checkpoints": 1})
     assert [p.name for p in checkpoint_files(tmp_path)] == ["checkpoint-000003.pt", "checkpoint-latest.pt"]
     assert last == tmp_path / "checkpoint-000003.pt"

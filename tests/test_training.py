@@ -9,7 +9,8 @@ from sdn.demo_data import make_demo_data
 from sdn.errors import UserError
 from sdn.losses import Stage1Loss, Stage2Loss
 from sdn.schemes import SCHEMES
-from sdn.training import train_step, training_loop
+from sdn.training import training_loop
+from sdn.training_step import train_step
 from sdn.teachers import build_teacher
 from sdn.generator import Generator
 

@@ -16,7 +16,8 @@ from sdn.evaluation import draw_all, evaluate, file_sha256
 from sdn.plots import captioned_grid, metric_bars
 from sdn.report import image, markdown_table, table, write_report
 from sdn.sampling import one_per_class
-from sdn.training import resume_position, training_loop
+from sdn.resume import resume_position
+from sdn.training import training_loop
 from sdn.utils import atomic_write_text
 
 # name -> (what it tests, training_loop settings that differ from the base)

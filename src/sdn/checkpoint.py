@@ -42,11 +42,17 @@ def checkpoint_path(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / f"checkpoint-{step:06d}.pt"
 
 
+def checkpoint_step(path: str | Path) -> int | None:
+    """The step a numbered checkpoint's name gives (`checkpoint-000123.pt`: 123); None for any other name."""
+    m = _NUMBERED.fullmatch(Path(path).name)
+    return None if m is None else int(m.group(1))
+
+
 def checkpoint_files(run_dir: str | Path) -> list[Path]:
     """The run folder's checkpoints, newest (highest step) first; a lone legacy
     `checkpoint-latest.pt` last, as the fallback of last resort."""
     run_dir = Path(run_dir)
-    numbered = sorted((int(m.group(1)), p) for p in run_dir.glob("checkpoint-*.pt") if (m := _NUMBERED.fullmatch(p.name)))
+    numbered = sorted((step, p) for p in run_dir.glob("checkpoint-*.pt") if (step := checkpoint_step(p)) is not None)
     files = [p for _, p in reversed(numbered)]
     if (run_dir / LATEST).is_file():
         files.append(run_dir / LATEST)

@@ -29,7 +29,8 @@ from sdn.metrics import default_metrics
 from sdn.plots import captioned_grid, loss_plot
 from sdn.report import image, markdown_table, table, write_report
 from sdn.sampling import generate, one_per_class
-from sdn.training import resume_position, training_loop
+from sdn.resume import resume_position
+from sdn.training import training_loop
 from sdn.utils import atomic_write_text, default_device
 
 ALL_METHODS = ("sdn", *METHODS)

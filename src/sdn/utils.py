@@ -90,6 +90,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
+def ensure_writable(folder: str | Path) -> None:
+    """Create `folder` if need be and check that files can be written in it, before anything slow."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write to output folder {folder}: {e.strerror or e}") from None
+
+
 def image_format(path: str | Path) -> str:
     """The image format a file name asks for ("png" or "jpeg"), for writers given a file object."""
     return _IMAGE_FORMATS.get(Path(path).suffix.lower(), "png")

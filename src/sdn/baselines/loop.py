@@ -26,17 +26,18 @@ from sdn.baselines import MethodDefaults, build_discriminator, build_generator, 
 from sdn.baselines.losses import mismatched_indices
 from sdn.baselines.networks import down_stages
 from sdn.baselines.step import GanSettings, StepInputs, gan_step
-from sdn.budget import WallClockBudget
+from sdn.budget import WallClockBudget, stop_if_diverged
 from sdn.checkpoint import EXPORT, LATEST, check_compatible, check_same_training, checkpoint_files, export_generator, save_numbered
 from sdn.collapse import variety_report, warn_if_collapsed
 from sdn.data import CaptionedImages
 from sdn.errors import UserError
 from sdn.sampling import generate, one_per_class
 from sdn.text import build_text_encoder
-from sdn.utils import check_precision, default_device
+from sdn.utils import check_precision, default_device, ensure_writable
 from sdn.optim import check_adam, make_adam
-from sdn.training import (RunLog, _ensure_writable, _find_resume_checkpoint, _rng_states, _set_rng_states,
-                          _stop_if_diverged, encode_captions, epoch_order, host_to_device, resume_position)
+from sdn.batches import encode_captions, epoch_order, host_to_device
+from sdn.resume import find_resume_checkpoint, resume_position, rng_states, set_rng_states
+from sdn.run_log import RunLog
 
 
 def gan_config(method: str, spec: MethodDefaults, resolution: int, text_encoder: str, epochs, batch_size, lr, n_outputs: int,
@@ -95,14 +96,14 @@ def gan_training_loop(
     budget = WallClockBudget(max_seconds, world)
     dev = distributed.local_device(device, world)
     if world.is_main:
-        _ensure_writable(run_dir)
+        ensure_writable(run_dir)
     train = data.subset("train")
     if len(train) < 2:
         raise UserError("a GAN needs at least 2 training images")
     torch.manual_seed(seed)
     distributed.check_same_settings({**config, "run_dir": str(run_dir), "resume": str(resume), "overwrite": overwrite,
                                      "train_images": len(train), "world_size": world.world_size}, world)
-    ckpt = _find_resume_checkpoint(resume, run_dir, overwrite, world)
+    ckpt = find_resume_checkpoint(resume, run_dir, overwrite, world)
     if ckpt is not None:
         check_compatible(ckpt["config"], config, "this run")
         config["changed_settings"] = check_same_training(ckpt["config"], config, allow_changed_settings, ckpt["step"])
@@ -127,7 +128,7 @@ def gan_training_loop(
         opt_g.load_state_dict(ckpt["optimizer"]), opt_d.load_state_dict(ckpt["optimizer_d"])
         step, history, skipped_steps = ckpt["step"], ckpt.get("history", []), ckpt.get("skipped_steps", 0)
         start_epoch, start_image = resume_position(ckpt, per_epoch)
-        _set_rng_states(ckpt.get("rng"), world)
+        set_rng_states(ckpt.get("rng"), world)
     else:
         generator.set_text_statistics(embeddings.flatten(0, 1).to(dev))
         discriminator.set_text_statistics(embeddings.flatten(0, 1).to(dev))
@@ -145,7 +146,7 @@ def gan_training_loop(
         # first captions of training images, as drawing will see them, with fixed noise: the
         # statistics depend on the weights alone, so a resumed run saves the same ones
         generator.refresh_batch_norm(embeddings[:, 0], seed, batch_size)
-        rng = distributed.gather_objects(_rng_states(), world)
+        rng = distributed.gather_objects(rng_states(), world)
         if world.is_main:
             save_numbered({"config": config, "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
                            "optimizer": opt_g.state_dict(), "optimizer_d": opt_d.state_dict(), "epoch": epoch, "step": step,
@@ -173,7 +174,7 @@ def gan_training_loop(
                 history += [(step, "D", terms["d_loss"]), (step, "G", terms["g_loss"])]
             else:
                 bad_in_a_row, skipped_steps = bad_in_a_row + 1, skipped_steps + 1
-                _stop_if_diverged(bad_in_a_row, max_bad_steps, step, run_dir, world)
+                stop_if_diverged(bad_in_a_row, max_bad_steps, step, run_dir, world)
             if log is not None:
                 log.step(step, epoch, method, terms, len(batch) / seconds, skipped=not math.isfinite(terms["loss"]))
             bar.update(1)
