@@ -25,8 +25,8 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
     g.add_argument("--teacher", default="efficientnet-lite0" if demo else "vgg19", **options.one_of(r.teachers, "teacher"),
                    help="teacher network (vgg19: the paper's)")
     g.add_argument("--teacher-weights", metavar="PATH", help="local teacher state dict (torchvision layout for VGG)")
-    g.add_argument("--teacher-init", default="pretrained", choices=["pretrained", "random"], help="random: for tests only")
-    g.add_argument("--teacher-pooling", default="avg", choices=["avg", "max"], help="VGG pooling (the authors used avg)")
+    g.add_argument("--teacher-init", default="pretrained", choices=r.teacher_inits, help="random: for tests only")
+    g.add_argument("--teacher-pooling", default="avg", choices=r.poolings, help="VGG pooling (the authors used avg)")
     g.add_argument("--text-encoder", default="all-minilm-l6-v2", **options.one_of(r.text_encoders, "text encoder"), help="caption encoder")
     g.add_argument("--scheme", default="sdn", **options.one_of(r.schemes, "scheme"),
                    help="paper Table 3: " + "; ".join(f"{k}: {s.description}" for k, s in r.schemes.items()))

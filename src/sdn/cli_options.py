@@ -29,12 +29,12 @@ def registries():
     from sdn.optim import ADAM_CHOICES
     from sdn.readers import READERS
     from sdn.schemes import SCHEMES
-    from sdn.teachers import TEACHERS
+    from sdn.teachers import POOLINGS, TEACHER_INITS, TEACHERS
     from sdn.text import TEXT_ENCODERS
     from sdn.utils import PRECISIONS
 
     return argparse.Namespace(methods=["sdn", *METHODS], classifiers=CLASSIFIERS, reductions=REDUCTIONS, tap_weights=TAP_WEIGHTS, adam=ADAM_CHOICES,
-                              schemes=SCHEMES, datasets=list(READERS), teachers=TEACHERS, text_encoders=TEXT_ENCODERS, precisions=PRECISIONS)
+                              schemes=SCHEMES, datasets=list(READERS), teachers=TEACHERS, teacher_inits=TEACHER_INITS, poolings=POOLINGS, text_encoders=TEXT_ENCODERS, precisions=PRECISIONS)
 
 
 def add_model_source(p: argparse.ArgumentParser, checkpoint_help: str = "checkpoint file or run folder") -> None:

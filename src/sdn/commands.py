@@ -145,14 +145,14 @@ def cmd_evaluate(a) -> None:
 
 
 def cmd_figure(a) -> None:
-    from sdn.evaluation import single_figure
+    from sdn.figure_commands import single_figure
 
     single_figure(a.kind, _checkpoint(a), a.data, a.out, a.split, a.count, a.classifier, a.classifier_weights, a.device)
     print(f"wrote {a.out}")
 
 
 def cmd_interpolate(a) -> None:
-    from sdn.evaluation import interpolate_captions
+    from sdn.figure_commands import interpolate_captions
 
     if not a.text or len(a.text) != 2:
         raise UserError("give exactly two captions: --text A --text B")
