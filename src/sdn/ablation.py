@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from sdn.cache import load_cache
+from sdn.config import PRESETS
 from sdn.checkpoint import check_same_training, generator_from_checkpoint, load_checkpoint
 from sdn.errors import UserError
 from sdn.evaluation import draw_all, evaluate, file_sha256
@@ -39,27 +40,28 @@ RUNS: dict[str, tuple[str, dict]] = {
 }
 SCORES = ("ssim", "fsim", "is", "fid")  # the metrics tabulated and plotted (keys of sdn.metrics.METRICS)
 COLUMNS = ["run", "what", *SCORES, "train_s", "steps"]
+ABLATION = PRESETS["ablation"]
 
 
 def ablate(
     cache: str | Path,
     out: str | Path,
     runs: tuple[str, ...] | None = None,  # keys of RUNS; None = all that can run here
-    teacher: str = "efficientnet-lite0",  # base teacher (pretrained)
+    teacher: str = ABLATION.teacher,  # base teacher (pretrained); the defaults: sdn.config's "ablation" preset
     vgg19_weights: str | None = None,  # VGG19 ImageNet state dict; without it (and no torchvision cache) that run is skipped
-    stage1_epochs: int = 1,  # the budget of every run: Stage-I epochs + Stage-II epochs (one-loss schemes: the sum)
-    stage2_epochs: int = 1,
-    tap_weights: str = "inverse-mean",  # the default loss balance
-    pixel_weight: float = 10.0,
-    fc_dim: int = 1024,
+    stage1_epochs: int = ABLATION.stage1_epochs,  # the budget of every run: Stage-I epochs + Stage-II epochs (one-loss schemes: the sum)
+    stage2_epochs: int = ABLATION.stage2_epochs,
+    tap_weights: str = ABLATION.tap_weights,  # the default loss balance
+    pixel_weight: float = ABLATION.pixel_weight,
+    fc_dim: int = ABLATION.fc_dim,
     captions_per_image: int = 1,  # evaluation: drawings per test image (all runs alike)
     classifier: str = "efficientnet-lite0",
-    batch_size: int = 12,
-    seed: int = 0,
+    batch_size: int = ABLATION.batch_size,
+    seed: int = ABLATION.seed,
     device: str | None = None,
     progress: bool = True,
     feature_precision: str = "bf16",  # IS/FID features of every run (bf16: about 5x faster; all runs alike)
-    text_encoder: str = "all-minilm-l6-v2",  # its embeddings must be in the cache
+    text_encoder: str = ABLATION.text_encoder,  # its embeddings must be in the cache
     allow_changed_settings: tuple[str, ...] = (),  # keys in which a run already in `out` may differ from these settings
 ) -> dict:
     """Trains (or resumes, or reuses finished) runs in `out`/<run>, evaluates each, and writes

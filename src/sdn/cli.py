@@ -9,6 +9,7 @@ import warnings
 
 from sdn import cli_options as options
 from sdn import commands
+from sdn.config import PAPER, PRESETS
 from sdn.errors import UserError
 
 
@@ -20,39 +21,39 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
-    r = options.registries()
+    r, c = options.registries(), PRESETS["demo" if demo else "paper"]  # c: the defaults (sdn.config)
     g = p.add_argument_group("model and training (see sdn.training.training_loop)")
-    g.add_argument("--teacher", default="efficientnet-lite0" if demo else "vgg19", **options.one_of(r.teachers, "teacher"),
+    g.add_argument("--teacher", default=c.teacher, **options.one_of(r.teachers, "teacher"),
                    help="teacher network (vgg19: the paper's)")
     g.add_argument("--teacher-weights", metavar="PATH", help="local teacher state dict (torchvision layout for VGG)")
-    g.add_argument("--teacher-init", default="pretrained", choices=r.teacher_inits, help="random: for tests only")
-    g.add_argument("--teacher-pooling", default="avg", choices=r.poolings, help="VGG pooling (the authors used avg)")
-    g.add_argument("--text-encoder", default="all-minilm-l6-v2", **options.one_of(r.text_encoders, "text encoder"), help="caption encoder")
-    g.add_argument("--scheme", default="sdn", **options.one_of(r.schemes, "scheme"),
+    g.add_argument("--teacher-init", default=c.teacher_init, choices=r.teacher_inits, help="random: for tests only")
+    g.add_argument("--teacher-pooling", default=c.teacher_pooling, choices=r.poolings, help="VGG pooling (the authors used avg)")
+    g.add_argument("--text-encoder", default=c.text_encoder, **options.one_of(r.text_encoders, "text encoder"), help="caption encoder")
+    g.add_argument("--scheme", default=c.scheme, **options.one_of(r.schemes, "scheme"),
                    help="paper Table 3: " + "; ".join(f"{k}: {s.description}" for k, s in r.schemes.items()))
     g.add_argument("--n-outputs", type=int, help="images per caption (diverse synthesis); default 3 for --scheme diverse, else 1")
-    g.add_argument("--stage1-epochs", type=int, default=18 if demo else 100)
-    g.add_argument("--stage2-epochs", type=int, default=14 if demo else 100)
-    g.add_argument("--batch-size", type=int, default=12,
+    g.add_argument("--stage1-epochs", type=int, default=c.stage1_epochs)
+    g.add_argument("--stage2-epochs", type=int, default=c.stage2_epochs)
+    g.add_argument("--batch-size", type=int, default=c.batch_size,
                    help="images per step over all processes (with torchrun: a multiple of their number); default 12 (SDN), 64 (GAN baselines)")
-    g.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate; default 1e-4 (SDN), 2e-4 (GAN baselines)")
-    g.add_argument("--fc-dim", type=int, default=1024 if demo else 4096, help="width of g-fc8 and g-fc7")
-    g.add_argument("--tap-weights", default="inverse-mean", choices=r.tap_weights,
+    g.add_argument("--lr", type=float, default=c.lr, help="Adam learning rate; default 1e-4 (SDN), 2e-4 (GAN baselines)")
+    g.add_argument("--fc-dim", type=int, default=c.fc_dim, help="width of g-fc8 and g-fc7")
+    g.add_argument("--tap-weights", default=c.tap_weights, choices=r.tap_weights,
                    help="inverse-mean (default): each tap divided by its mean |activation| on real images, taps weighted alike; equal: the paper's raw sum")
-    g.add_argument("--pixel-weight", type=float, default=50.0 if demo else 1.0,
+    g.add_argument("--pixel-weight", type=float, default=c.pixel_weight,
                    help="weight of the image L1 term (the demo's default keeps the colour signal, which the teacher taps barely carry, from being drowned)")
     g.add_argument("--pairing", choices=["auto", "pre-relu", "post-relu"], default="auto",
                    help="Stage I: compare G's pre- or post-ReLU values with the taps; auto (default): post-ReLU for VGG "
                         "(the authors'), pre-ReLU for teachers with signed taps (EfficientNet)")
     g.add_argument("--pair-post-relu", dest="pairing", action="store_const", const="post-relu", help=argparse.SUPPRESS)
-    g.add_argument("--loss-reduction", choices=r.reductions, default="mean",
+    g.add_argument("--loss-reduction", choices=r.reductions, default=c.loss_reduction,
                    help="each L1 term over an image's elements: mean (default) or sum (the paper's plain L1 of eqs. 1-3; "
                         "with --tap-weights equal: the paper's exact loss)")
-    g.add_argument("--diverse-mean-weight", type=float, default=0.001,
+    g.add_argument("--diverse-mean-weight", type=float, default=c.diverse_mean_weight,
                    help="diverse synthesis: CRN's share of the mean over the n outputs (0: the paper's pure minimum, eqs. 4-5)")
-    g.add_argument("--precision", default="bf16", choices=r.precisions)
+    g.add_argument("--precision", default=c.precision, choices=r.precisions)
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false")
-    g.add_argument("--adam", default="auto", choices=r.adam,
+    g.add_argument("--adam", default=c.adam, choices=r.adam,
                    help="Adam implementation (auto: fused where supported, else foreach)")
     g.add_argument("--compile", action="store_true", help="torch.compile the generator and teacher (minutes to compile; little gain measured on CPU)")
     g.add_argument("--grad-checkpointing", action="store_true",
@@ -64,7 +65,7 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
                    help="weight-bound generator convolutions through oneDNN instead of as matrix products (slower at 64 px)")
     g.add_argument("--no-retain-freed-memory", dest="retain_freed_memory", action="store_false",
                    help="leave glibc's malloc returning freed memory to the kernel (page faults every step)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=c.seed)
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     g.add_argument("--size", type=int, default=None if not demo else 64,
                    help="image resolution, a multiple of 32 (demo data: default 64; a cache: its own size)")
@@ -86,9 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder (checkpoints, stats.jsonl)")
     p.add_argument("--resume", metavar="auto|PATH",
                    help="continue exactly where a run stopped: 'auto' (the newest readable checkpoint in --out, else start afresh), a checkpoint file or a run folder")
-    p.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS", help="checkpoint every this many steps as well as at each epoch end (0: epoch ends only)")
-    p.add_argument("--keep-checkpoints", type=int, default=3, metavar="K", help="numbered checkpoints kept in --out")
-    p.add_argument("--max-bad-steps", type=int, default=5, metavar="N", help="stop after N non-finite losses in a row (each is skipped)")
+    p.add_argument("--checkpoint-every", type=int, default=PAPER.checkpoint_every, metavar="STEPS", help="checkpoint every this many steps as well as at each epoch end (0: epoch ends only)")
+    p.add_argument("--keep-checkpoints", type=int, default=PAPER.keep_checkpoints, metavar="K", help="numbered checkpoints kept in --out")
+    p.add_argument("--max-bad-steps", type=int, default=PAPER.max_bad_steps, metavar="N", help="stop after N non-finite losses in a row (each is skipped)")
     p.add_argument("--overwrite", action="store_true", help="start afresh in a run folder that already holds a run")
     p.add_argument("--allow-changed-settings", nargs="+", default=[], metavar="KEY",
                    help="on resume, let these settings differ from the checkpoint's (training longer needs no permission); "

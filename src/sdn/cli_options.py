@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from sdn import commands
+from sdn.config import PRESETS
 
 
 def one_of(registry, what: str):
@@ -146,23 +147,24 @@ def add_models(sub, r: argparse.Namespace) -> None:
 
 
 def add_ablate(sub, r: argparse.Namespace) -> None:
+    ab = PRESETS["ablation"]  # the defaults (sdn.config)
     p = sub.add_parser("ablate", help="train and evaluate the paper's Table 3 schemes, teachers and loss balances alike")
     p.add_argument("--data", required=True, help="a prepared cache with all-minilm-l6-v2 embeddings")
     p.add_argument("--out", required=True, help="folder for the runs and the table")
     p.add_argument("--runs", help="comma-separated subset of: image,stage1,stage2,joint,sdn,diverse,sdn-equal-taps,"
                                   "sdn-efficientnet-lite0-random,sdn-vgg19-random,sdn-vgg19-imagenet")
-    p.add_argument("--teacher", default="efficientnet-lite0", **one_of(r.teachers, "teacher"), help="the base (pretrained) teacher")
+    p.add_argument("--teacher", default=ab.teacher, **one_of(r.teachers, "teacher"), help="the base (pretrained) teacher")
     p.add_argument("--vgg19-weights", metavar="PATH", help="VGG19 ImageNet state dict for the sdn-vgg19-imagenet run")
-    p.add_argument("--stage1-epochs", type=int, default=1, help="budget of every run, first part")
-    p.add_argument("--stage2-epochs", type=int, default=1, help="budget of every run, second part")
-    p.add_argument("--tap-weights", default="inverse-mean", choices=r.tap_weights)
-    p.add_argument("--pixel-weight", type=float, default=10.0)
-    p.add_argument("--fc-dim", type=int, default=1024)
+    p.add_argument("--stage1-epochs", type=int, default=ab.stage1_epochs, help="budget of every run, first part")
+    p.add_argument("--stage2-epochs", type=int, default=ab.stage2_epochs, help="budget of every run, second part")
+    p.add_argument("--tap-weights", default=ab.tap_weights, choices=r.tap_weights)
+    p.add_argument("--pixel-weight", type=float, default=ab.pixel_weight)
+    p.add_argument("--fc-dim", type=int, default=ab.fc_dim)
     p.add_argument("--captions-per-image", type=int, default=1, help="evaluation drawings per test image")
     p.add_argument("--feature-precision", default="bf16", choices=r.precisions, help="IS/FID features (all runs alike)")
     p.add_argument("--classifier", default="efficientnet-lite0", **one_of(r.classifiers, "classifier"))
-    p.add_argument("--batch-size", type=int, default=12)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=ab.batch_size)
+    p.add_argument("--seed", type=int, default=ab.seed)
     p.add_argument("--device")
     p.add_argument("--allow-changed-settings", nargs="+", default=[], metavar="KEY",
                    help="reuse or resume runs in --out whose saved settings differ in these keys (recorded); otherwise refused")
@@ -192,24 +194,25 @@ def add_rank_report(sub, r: argparse.Namespace) -> None:
 
 
 def add_table1(sub, r: argparse.Namespace) -> None:
+    ab = PRESETS["ablation"]  # the defaults (sdn.config)
     p = sub.add_parser("table1", help="the paper's Table 1: SDN, GAN-INT-CLS and StackGAN Stage-I under one wall-clock budget, scored alike")
     p.add_argument("--data", required=True, help="a prepared cache with the text encoder's embeddings")
     p.add_argument("--out", required=True, help="folder for the runs and the table (rerun: finished runs are reused, others continued)")
     p.add_argument("--budget-minutes", type=float, required=True, help="wall-clock training time of every method")
     p.add_argument("--methods", default="sdn,gan-int-cls,stackgan1")
-    p.add_argument("--teacher", default="efficientnet-lite0", **one_of(r.teachers, "teacher"),
+    p.add_argument("--teacher", default=ab.teacher, **one_of(r.teachers, "teacher"),
                    help="SDN's teacher (vgg19 + --teacher-weights: the paper's)")
     p.add_argument("--teacher-weights", metavar="PATH")
-    p.add_argument("--pixel-weight", type=float, default=10.0, help="SDN's image-term weight")
-    p.add_argument("--fc-dim", type=int, default=1024, help="SDN's g-fc8/g-fc7 width")
-    p.add_argument("--text-encoder", default="all-minilm-l6-v2", **one_of(r.text_encoders, "text encoder"))
+    p.add_argument("--pixel-weight", type=float, default=ab.pixel_weight, help="SDN's image-term weight")
+    p.add_argument("--fc-dim", type=int, default=ab.fc_dim, help="SDN's g-fc8/g-fc7 width")
+    p.add_argument("--text-encoder", default=ab.text_encoder, **one_of(r.text_encoders, "text encoder"))
     p.add_argument("--classifier", default="efficientnet-lite0", **one_of(r.classifiers, "classifier"), help="IS network (inception-v3 + --classifier-weights: comparable with published IS)")
     p.add_argument("--classifier-weights", metavar="PATH")
     p.add_argument("--captions-per-image", type=int, help="default: all (the paper's protocol)")
     p.add_argument("--feature-precision", default="fp32", choices=r.precisions)
     p.add_argument("--metrics", help="comma-separated keys of the metric registry (default: its default ones)")
-    p.add_argument("--precision", default="bf16", choices=r.precisions, help="training precision of every method")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", default=ab.precision, choices=r.precisions, help="training precision of every method")
+    p.add_argument("--seed", type=int, default=ab.seed)
     p.add_argument("--device")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=commands.cmd_table1)

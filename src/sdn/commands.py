@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sdn.config import PAPER
 from sdn.errors import UserError
 
 
@@ -73,8 +74,9 @@ def cmd_train(a) -> None:
     run = dict(seed=a.seed, resume=a.resume, overwrite=a.overwrite, checkpoint_every=a.checkpoint_every or None,
                keep_checkpoints=a.keep_checkpoints, max_bad_steps=a.max_bad_steps, max_seconds=None if a.max_minutes is None else a.max_minutes * 60)
     if a.method == "sdn":
-        a.batch_size, a.lr = a.batch_size or 12, a.lr or 1e-4
-        a.stage1_epochs, a.stage2_epochs = (100 if e is None else e for e in (a.stage1_epochs, a.stage2_epochs))
+        a.batch_size, a.lr = a.batch_size or PAPER.batch_size, a.lr or PAPER.lr
+        a.stage1_epochs = PAPER.stage1_epochs if a.stage1_epochs is None else a.stage1_epochs
+        a.stage2_epochs = PAPER.stage2_epochs if a.stage2_epochs is None else a.stage2_epochs
         path = training_loop(data, a.out, **run, allow_changed_settings=tuple(a.allow_changed_settings), **_training_kwargs(a))
     else:
         from sdn.baselines.loop import gan_training_loop
@@ -135,9 +137,10 @@ def cmd_evaluate(a) -> None:
     from sdn.evaluation import evaluate
     from sdn.metrics import METRICS
 
-    result = evaluate(_checkpoint(a), a.data, a.out, a.split, _metric_names(a.metrics), a.classifier, a.classifier_weights,
-                      a.captions_per_image, a.is_splits, a.feature_precision, a.batch_size, a.device, a.figures, a.progress,
-                      save_drawings=a.save_drawings)
+    result = evaluate(_checkpoint(a), a.data, a.out, split=a.split, metrics=_metric_names(a.metrics), classifier=a.classifier,
+                      classifier_weights=a.classifier_weights, captions_per_image=a.captions_per_image, is_splits=a.is_splits,
+                      feature_precision=a.feature_precision, batch_size=a.batch_size, device=a.device, with_figures=a.figures,
+                      progress=a.progress, save_drawings=a.save_drawings)
     m = result["metrics"]
     shown = [f"{k.upper()} {m[k]:.4f}" + (f" ± {m[k + '_std']:.4f}" if f"{k}_std" in m else "") for k in METRICS if k in m]
     print("; ".join(shown) + (f"  (IS by {m['is_classifier']})" if "is" in m else "") + ("  COLLAPSED" if m.get("collapsed") else ""))
@@ -170,9 +173,11 @@ def cmd_models(a) -> None:
 def cmd_ablate(a) -> None:
     from sdn.ablation import ablate
 
-    ablate(a.data, a.out, tuple(a.runs.split(",")) if a.runs else None, a.teacher, a.vgg19_weights, a.stage1_epochs,
-           a.stage2_epochs, a.tap_weights, a.pixel_weight, a.fc_dim, a.captions_per_image, a.classifier, a.batch_size, a.seed,
-           a.device, a.progress, a.feature_precision, allow_changed_settings=tuple(a.allow_changed_settings))
+    ablate(a.data, a.out, runs=tuple(a.runs.split(",")) if a.runs else None, teacher=a.teacher, vgg19_weights=a.vgg19_weights,
+           stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs, tap_weights=a.tap_weights, pixel_weight=a.pixel_weight,
+           fc_dim=a.fc_dim, captions_per_image=a.captions_per_image, classifier=a.classifier, batch_size=a.batch_size, seed=a.seed,
+           device=a.device, progress=a.progress, feature_precision=a.feature_precision,
+           allow_changed_settings=tuple(a.allow_changed_settings))
     print((Path(a.out) / "ablation.md").read_text())
     print(f"wrote {a.out}/ablation.md, ablation.json, schemes.png, metrics.png, report.html")
 
@@ -192,8 +197,9 @@ def cmd_rank_report(a) -> None:
 def cmd_table1(a) -> None:
     from sdn.table1 import table1
 
-    table1(a.data, a.out, a.budget_minutes, tuple(a.methods.split(",")), a.teacher, a.teacher_weights, a.pixel_weight, a.fc_dim,
-           a.text_encoder, a.classifier, a.classifier_weights, a.captions_per_image, a.feature_precision, _metric_names(a.metrics),
-           a.precision, a.seed, a.device, a.progress)
+    table1(a.data, a.out, a.budget_minutes, methods=tuple(a.methods.split(",")), teacher=a.teacher, teacher_weights=a.teacher_weights,
+           pixel_weight=a.pixel_weight, fc_dim=a.fc_dim, text_encoder=a.text_encoder, classifier=a.classifier,
+           classifier_weights=a.classifier_weights, captions_per_image=a.captions_per_image, feature_precision=a.feature_precision,
+           metrics=_metric_names(a.metrics), precision=a.precision, seed=a.seed, device=a.device, progress=a.progress)
     print((Path(a.out) / "table1.md").read_text())
     print(f"wrote {a.out}/table1.md, table1.json, table1.png, report.html")

@@ -22,6 +22,7 @@ import torch
 from sdn.baselines import METHODS
 from sdn.baselines.loop import gan_training_loop
 from sdn.cache import load_cache
+from sdn.config import PAPER, PRESETS
 from sdn.checkpoint import checkpoint_files, generator_from_checkpoint, load_checkpoint
 from sdn.errors import UserError
 from sdn.evaluation import evaluate, file_sha256
@@ -35,9 +36,9 @@ from sdn.utils import atomic_write_text, default_device
 
 ALL_METHODS = ("sdn", *METHODS)
 NAMES = {"sdn": "SDN (Yuan & Peng, MM 2018)", **{k: v.what for k, v in METHODS.items()}}
-SDN_PAPER_EPOCHS = 100  # per stage
 COLUMNS = ["method", "ssim", "fsim", "is", "is_std", "fid", "variety", "collapsed", "d_real", "d_fake", "images_per_s", "hours",
            "steps", "epochs"]
+ABLATION = PRESETS["ablation"]  # SDN's settings here, as in `sdn ablate`
 
 
 def table1(
@@ -45,18 +46,18 @@ def table1(
     out: str | Path,
     budget_minutes: float,  # wall-clock training budget of every method
     methods: tuple[str, ...] = ALL_METHODS,
-    teacher: str = "efficientnet-lite0",  # SDN's teacher (vgg19 with --teacher-weights: the paper's)
+    teacher: str = ABLATION.teacher,  # SDN's teacher (vgg19 with --teacher-weights: the paper's)
     teacher_weights: str | None = None,
-    pixel_weight: float = 10.0,  # SDN: as `sdn ablate`
-    fc_dim: int = 1024,
-    text_encoder: str = "all-minilm-l6-v2",  # its embeddings must be in the cache
+    pixel_weight: float = ABLATION.pixel_weight,  # SDN: as `sdn ablate` (sdn.config's "ablation" preset)
+    fc_dim: int = ABLATION.fc_dim,
+    text_encoder: str = ABLATION.text_encoder,  # its embeddings must be in the cache
     classifier: str = "efficientnet-lite0",  # IS network (inception-v3 with --classifier-weights: comparable with published IS)
     classifier_weights: str | None = None,
     captions_per_image: int | None = None,  # None: all (the paper's protocol)
     feature_precision: str = "fp32",
     metrics: tuple[str, ...] | None = None,  # keys of sdn.metrics.METRICS; None = its default ones
-    precision: str = "bf16",  # training precision of every method
-    seed: int = 0,
+    precision: str = ABLATION.precision,  # training precision of every method
+    seed: int = ABLATION.seed,
     device: str | None = None,
     progress: bool = True,
 ) -> dict:
@@ -131,10 +132,10 @@ def _train_within_budget(method: str, data, run_dir: Path, budget: float, common
     if not state.get("done") and state["seconds"] < budget:
         if method == "sdn":
             n_train = data.split.count("train")
-            kwargs = {**common, **sdn_settings, "scheme": "sdn", "stage2_epochs": SDN_PAPER_EPOCHS}
+            kwargs = {**common, **sdn_settings, "scheme": "sdn", "stage2_epochs": PAPER.stage2_epochs}
             if state.get("stage1_epochs") is None:  # Stage I: the first half of the budget
                 with _ledger(ledger, state["seconds"]):
-                    path = training_loop(data, run_dir, resume="auto", stage1_epochs=SDN_PAPER_EPOCHS,
+                    path = training_loop(data, run_dir, resume="auto", stage1_epochs=PAPER.stage1_epochs,
                                          max_seconds=max(budget / 2 - state["seconds"], 0), **kwargs)
                 epoch, _ = resume_position(load_checkpoint(path), n_train)
                 state = {**json.loads(ledger.read_text()), "stage1_epochs": epoch}  # the rest of a cut epoch goes to Stage II
