@@ -11,7 +11,7 @@ import torch
 
 from sdn.cache import load_cache
 from sdn.config import PRESETS
-from sdn.checkpoint import check_same_training, generator_from_checkpoint, load_checkpoint
+from sdn.checkpoint import LATEST, check_same_training, generator_from_checkpoint, load_checkpoint
 from sdn.errors import UserError
 from sdn.evaluation import draw_all, evaluate, file_sha256
 from sdn.plots import captioned_grid, metric_bars
@@ -111,7 +111,7 @@ def _vgg19_weights_available(path: str | None) -> bool:
 def _train_or_reuse(data, run_dir: Path, kwargs: dict, allow_changed_settings: tuple[str, ...]) -> tuple[Path, float]:
     """A finished run is reused, an interrupted one resumed, either only if it was trained with these
     settings (else one line naming the differing ones); returns its checkpoint and training seconds."""
-    latest, timing = run_dir / "checkpoint-latest.pt", run_dir / "train_seconds.json"
+    latest, timing = run_dir / LATEST, run_dir / "train_seconds.json"
     total_epochs = kwargs["stage1_epochs"] + kwargs["stage2_epochs"]
     spent = json.loads(timing.read_text())["seconds"] if timing.is_file() else 0.0
     n_train = data.split.count("train")
@@ -162,7 +162,7 @@ def _write_figures(out: Path, names: list[str], cache, rows: list[dict], results
     part = data.take(pick)
     grid = [("real", part.images.float() / 255)]
     for name in names:
-        ckpt = load_checkpoint(out / name / "checkpoint-latest.pt")
+        ckpt = load_checkpoint(out / name / LATEST)
         drawn = draw_all(generator_from_checkpoint(ckpt), part, 1, device=device or "cpu", precision=ckpt["config"]["precision"])
         grid.append((name, drawn[:, 0, 0].float() / 255))
     captioned_grid(grid, [c[0] for c in part.captions], out / "schemes.png", title="Every run, the same unseen-class test captions")
@@ -170,7 +170,7 @@ def _write_figures(out: Path, names: list[str], cache, rows: list[dict], results
     sections = [("Table", table(rows, COLUMNS)), ("Metrics per run", image(out / "metrics.png")),
                 ("Drawings per run", image(out / "schemes.png"))]
     for name in names:
-        history = load_checkpoint(out / name / "checkpoint-latest.pt").get("history")
+        history = load_checkpoint(out / name / LATEST).get("history")
         if history:
             from sdn.plots import loss_plot
 
