@@ -23,7 +23,9 @@ def one_of(registry, what: str):
 
 
 def registries():
-    """The registries that name the choices of the options (light modules: no heavy imports at start-up)."""
+    """The registries that name the options' choices. Their modules import torch (about 1.5 s, which
+    every command but `models`, `rank-report` and --help needs anyway) and none of the packages that
+    `sdn sample` must not load (tests/test_startup.py)."""
     from sdn.baselines import METHODS
     from sdn.classifiers import CLASSIFIERS
     from sdn.losses import REDUCTIONS, TAP_WEIGHTS
@@ -34,8 +36,11 @@ def registries():
     from sdn.text import TEXT_ENCODERS
     from sdn.utils import PRECISIONS
 
-    return argparse.Namespace(methods=["sdn", *METHODS], classifiers=CLASSIFIERS, reductions=REDUCTIONS, tap_weights=TAP_WEIGHTS, adam=ADAM_CHOICES,
-                              schemes=SCHEMES, datasets=list(READERS), teachers=TEACHERS, teacher_inits=TEACHER_INITS, poolings=POOLINGS, text_encoders=TEXT_ENCODERS, precisions=PRECISIONS)
+    return argparse.Namespace(
+        methods=["sdn", *METHODS], classifiers=CLASSIFIERS, reductions=REDUCTIONS, tap_weights=TAP_WEIGHTS, adam=ADAM_CHOICES,
+        schemes=SCHEMES, datasets=list(READERS), teachers=TEACHERS, teacher_inits=TEACHER_INITS, poolings=POOLINGS,
+        text_encoders=TEXT_ENCODERS, precisions=PRECISIONS,
+    )
 
 
 def add_model_source(p: argparse.ArgumentParser, checkpoint_help: str = "checkpoint file or run folder") -> None:
