@@ -58,7 +58,8 @@ class ListMetrics(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         from sdn.metrics.registry import metrics_help
 
-        parser.exit(0, metrics_help())
+        print(metrics_help(), end="")  # to stdout: argparse's exit message would go to stderr
+        parser.exit(0)
 
 
 def add_data(sub, r: argparse.Namespace) -> None:
