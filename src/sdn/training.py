@@ -38,7 +38,6 @@ from sdn.utils import default_device, ensure_writable
 def training_loop(
     data: CaptionedImages,
     run_dir: str | Path,
-    # The settings: their defaults and what each means are in sdn.config.TrainingConfig (the paper preset).
     teacher: str = PAPER.teacher,
     teacher_weights: str | None = None,  # local state-dict file; None = the default pretrained weights
     teacher_init: str = PAPER.teacher_init,
@@ -79,7 +78,8 @@ def training_loop(
     # differ from the checkpoint's; any other difference is refused. Each change is recorded in the config.
     max_seconds: float | None = None,  # stop at the first step boundary after this much wall time, with a checkpoint
 ) -> Path:
-    """Train a generator on `data`'s train split; returns the path of the last checkpoint."""
+    """Train a generator on `data`'s train split; returns the path of the last checkpoint. What each
+    setting means, and its default (the paper's), is in sdn.config.TrainingConfig."""
     a = SimpleNamespace(**locals())  # the arguments as one object, for the steps below
     budget = WallClockBudget(max_seconds)  # counts setup too: the budget is wall time
     check_training_arguments(a)  # also settles n_outputs and pair_preactivation
