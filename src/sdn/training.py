@@ -78,8 +78,7 @@ def training_loop(
     # differ from the checkpoint's; any other difference is refused. Each change is recorded in the config.
     max_seconds: float | None = None,  # stop at the first step boundary after this much wall time, with a checkpoint
 ) -> Path:
-    """Train a generator on `data`'s train split; returns the path of the last checkpoint. What each
-    setting means, and its default (the paper's), is in sdn.config.TrainingConfig."""
+    """Train a generator on `data`'s train split (settings: sdn.config.TrainingConfig); returns the last checkpoint."""
     a = SimpleNamespace(**locals())  # the arguments as one object, for the steps below
     budget = WallClockBudget(max_seconds)  # counts setup too: the budget is wall time
     check_training_arguments(a)  # also settles n_outputs and pair_preactivation
