@@ -54,7 +54,7 @@ def naive_step(generator, teacher, loss_fn, stage, real, text, optimizer) -> flo
     images, acts = generator(text)
     real_feats = teacher(real)
     fake_feats = teacher(images.flatten(0, 1)) if stage == "stage2" else None
-    loss = loss_fn(real=real, images=images, real_feats=real_feats, fake_feats=fake_feats, generator_acts=acts)
+    loss, _ = loss_fn.compare(real=real, images=images, real_feats=real_feats, fake_feats=fake_feats, generator_acts=acts)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -67,7 +67,9 @@ def make_train_step(spec: dict, dev: torch.device):
     "sdn train --no-<switch>" (every default but that one switch)."""
     from sdn.losses import Stage1Loss, Stage2Loss
     from sdn.teachers import build_teacher
-    from sdn.training import host_to_device, make_adam, tap_mean_activations, train_step
+    from sdn.optim import make_adam
+    from sdn.batches import host_to_device
+    from sdn.training_step import tap_mean_activations, train_step
 
     d = training_defaults()
     size, batch, stage = spec["size"], spec["batch"], spec["stage"]
@@ -104,7 +106,7 @@ def make_train_step(spec: dict, dev: torch.device):
     def make(g, t):
         def step():
             real = (host_to_device(images_u8, dev).float() / 255).contiguous(memory_format=memory_format)
-            return train_step(g, t, loss_fn, stage, real, host_to_device(text, dev), optimizer, dev, d["precision"])["loss"]
+            return train_step(g, t, loss_fn, real, host_to_device(text, dev), optimizer, dev, d["precision"])["loss"]
         return step
 
     return make(step_generator, step_teacher), make(generator, teacher), d["precision"]
@@ -160,7 +162,7 @@ def run_roofline_case(spec: dict) -> dict:
     speed switches on), same batch: teacher forward; teacher forward + backward to its input (Stage
     II's pass on the drawn images); generator forward; generator forward + backward with weight
     gradients. -> {"passes": {pass: (FLOPs, wall seconds, CPU seconds)}}."""
-    from sdn.training import autocast
+    from sdn.utils import autocast
 
     dev, d = torch.device(spec["device"]), training_defaults()
     teacher, generator, memory_format = build_networks(spec, {k: d[k] for k in SPEED_SWITCHES}, dev)

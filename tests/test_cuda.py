@@ -18,7 +18,8 @@ import torch.distributed as dist
 
 from sdn.checkpoint import generator_from_checkpoint, load_checkpoint
 from sdn.demo_data import make_demo_data
-from sdn.training import host_to_device, training_loop
+from sdn.batches import host_to_device
+from sdn.training import training_loop
 
 pytestmark = pytest.mark.cuda
 DRY_RUN = os.environ.get("SDN_GPU_CHECK_DRY_RUN") == "1"

@@ -83,14 +83,14 @@ def _gradients(world, folder=None) -> dict:
     """Summed gradients and losses of one full batch (4 + 4 images over 2 ranks) and of a short one
     (2 + 0: rank 1 holds nothing), with the weights left unchanged between them (lr 0)."""
     from sdn.distributed import shard
-    from sdn.training import train_step
+    from sdn.training_step import train_step
 
     generator, teacher, loss, real, text = _gradient_case()
     out = {}
     for n in (8, 2):
         idx = shard(torch.arange(n), 8, world)
         sgd = torch.optim.SGD(generator.parameters(), lr=0.0)
-        terms = train_step(generator, teacher, loss, "stage2", real[idx], text[idx], sgd, torch.device("cpu"), "fp32",
+        terms = train_step(generator, teacher, loss, real[idx], text[idx], sgd, torch.device("cpu"), "fp32",
                            share=len(idx) / n)
         out[n] = {"loss": terms["loss"], "grads": {k: p.grad.clone() for k, p in generator.named_parameters()}}
     return out

@@ -35,9 +35,7 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     full = make_demo_data(32, 0)
     pick = [i for i, s in enumerate(full.split) if s == "train"][::20][:48] + [i for i, s in enumerate(full.split) if s == "test"][::12][:24]
-    t = torch.tensor(pick)
-    data = type(full)(images=full.images[t], captions=[full.captions[i][:2] for i in pick], labels=[full.labels[i] for i in pick],
-                      split=[full.split[i] for i in pick])
+    data = full.take(pick, captions_per_image=2)
     cache = write_cache(data, root / "cache", HashEncoder())
     run = root / "run"
     args = ["--data", str(cache), "--out", str(run), "--teacher", "efficientnet-lite0", "--text-encoder", "test-hash", "--fc-dim", "32",
@@ -91,8 +89,7 @@ def test_evaluate_bad_inputs_are_one_clear_line(tiny, tmp_path, capsys, monkeypa
     # a cache of another resolution
     other = make_demo_data(64, 0)
     idx = list(range(0, len(other), 60))
-    small = type(other)(images=other.images[idx], captions=[other.captions[i][:2] for i in idx], labels=[other.labels[i] for i in idx],
-                        split=[other.split[i] for i in idx])
+    small = other.take(idx, captions_per_image=2)
     c64 = write_cache(small, tmp_path / "c64", HashEncoder())
     _one_line_error(capsys, main(["evaluate", "--data", str(c64), *common]), "32 px")
     # a cache without the checkpoint's text encoder's embeddings

@@ -10,7 +10,7 @@ def test_image_loss_hand_computed():
     images[0, 0, 0, 0, 0] = 1.2  # one element off by 1.2 among 12 -> 0.1
     images[0, 1] = 0.5  # all off by 0.5
     assert image_loss(real, images) == pytest.approx(torch.tensor([[0.1, 0.5]]))
-    assert ImageLoss([], pixel_weight=2.0)(real=real, images=images[:, :1]).item() == pytest.approx(0.2)
+    assert ImageLoss([], pixel_weight=2.0).compare(real=real, images=images[:, :1])[0].item() == pytest.approx(0.2)
 
 
 def test_stage1_loss_hand_computed():
@@ -18,7 +18,7 @@ def test_stage1_loss_hand_computed():
     images = torch.full((2, 1, 3, 2, 2), 0.25)  # pixel L1 0.25 per image
     real_feats = [torch.ones(2, 4, 1, 1), torch.zeros(2, 2, 2, 2)]
     acts = [torch.zeros(2, 4, 1, 1), torch.full((2, 2, 2, 2), -0.5)]  # tap L1: 1.0 and 0.5
-    loss = Stage1Loss([2.0, 3.0], pixel_weight=1.0)(real=real, images=images, real_feats=real_feats, generator_acts=acts)
+    loss = Stage1Loss([2.0, 3.0], pixel_weight=1.0).compare(real=real, images=images, real_feats=real_feats, generator_acts=acts)[0]
     assert loss.item() == pytest.approx(2.0 * 1.0 + 3.0 * 0.5 + 0.25)
 
 
@@ -27,7 +27,7 @@ def test_stage2_loss_hand_computed():
     images = torch.full((1, 1, 3, 2, 2), 0.5)
     real_feats = [torch.tensor([1.0, 2.0]).view(1, 2, 1, 1)]
     fake_feats = [torch.tensor([2.0, 4.0]).view(1, 2, 1, 1)]  # |1| and |2| -> mean 1.5
-    loss = Stage2Loss([0.5], pixel_weight=2.0)(real=real, images=images, real_feats=real_feats, fake_feats=fake_feats)
+    loss = Stage2Loss([0.5], pixel_weight=2.0).compare(real=real, images=images, real_feats=real_feats, fake_feats=fake_feats)[0]
     assert loss.item() == pytest.approx(0.5 * 1.5 + 2.0 * 0.5)
 
 
@@ -37,7 +37,7 @@ def test_diverse_stage2_takes_min_per_caption_and_sends_gradient_to_best_output_
     images = torch.tensor([0.9, 0.1, 0.5]).view(1, 3, 1, 1, 1).expand(2, 3, 3, 2, 2).clone().requires_grad_(True)
     real_feats = [torch.zeros(2, 1, 1, 1)]
     fake_feats = [images.flatten(0, 1)[:, :1, :1, :1].detach()]  # tap L1 = the output's value
-    loss = Stage2Loss([1.0], diverse_mean_weight=0.0)(real=real, images=images, real_feats=real_feats, fake_feats=fake_feats)
+    loss = Stage2Loss([1.0], diverse_mean_weight=0.0).compare(real=real, images=images, real_feats=real_feats, fake_feats=fake_feats)[0]
     assert loss.item() == pytest.approx(0.1 + 0.1)  # min over outputs of (tap 0.1 + pixel 0.1)
     loss.backward()
     grad_per_output = images.grad.abs().flatten(2).sum(2)
@@ -49,7 +49,7 @@ def test_diverse_stage1_min_over_pixel_term_and_mean_share():
     real = torch.zeros(1, 3, 1, 1)
     images = torch.tensor([0.2, 0.6]).view(1, 2, 1, 1, 1).expand(1, 2, 3, 1, 1).clone().requires_grad_(True)
     acts, feats = [torch.zeros(1, 1, 1, 1)], [torch.ones(1, 1, 1, 1)]
-    loss = Stage1Loss([1.0], diverse_mean_weight=0.1)(real=real, images=images, real_feats=feats, generator_acts=acts)
+    loss = Stage1Loss([1.0], diverse_mean_weight=0.1).compare(real=real, images=images, real_feats=feats, generator_acts=acts)[0]
     assert loss.item() == pytest.approx(1.0 + 0.2 + 0.1 * 0.4)
     loss.backward()
     g = images.grad.abs().flatten(2).sum(2)[0]
@@ -66,10 +66,10 @@ def test_tap_scales_divide_the_teachers_activations():
     images = torch.zeros(1, 1, 3, 1, 1)
     feats = [torch.full((1, 2, 1, 1), 4.0)]
     # Stage I: the generator's activation (1.0) is compared with 4 / 2 = 2
-    s1 = Stage1Loss([0.5], tap_scales=[2.0])(real=real, images=images, real_feats=feats, generator_acts=[torch.ones(1, 2, 1, 1)])
+    s1 = Stage1Loss([0.5], tap_scales=[2.0]).compare(real=real, images=images, real_feats=feats, generator_acts=[torch.ones(1, 2, 1, 1)])[0]
     assert s1.item() == pytest.approx(0.5 * 1.0)
     # Stage II: both sides are divided: |4 - 8| / 2 = 2
-    s2 = Stage2Loss([0.5], tap_scales=[2.0])(real=real, images=images, real_feats=feats, fake_feats=[torch.full((1, 2, 1, 1), 8.0)])
+    s2 = Stage2Loss([0.5], tap_scales=[2.0]).compare(real=real, images=images, real_feats=feats, fake_feats=[torch.full((1, 2, 1, 1), 8.0)])[0]
     assert s2.item() == pytest.approx(0.5 * 2.0)
 
 
@@ -80,10 +80,10 @@ def test_sum_reduction_is_the_papers_plain_l1_hand_computed():
     real_feats = [torch.ones(2, 4, 1, 1), torch.zeros(2, 2, 2, 2)]
     acts = [torch.zeros(2, 4, 1, 1), torch.full((2, 2, 2, 2), -0.5)]  # taps: 4 x 1 = 4 and 8 x 0.5 = 4
     kw = dict(real=real, images=images, real_feats=real_feats, generator_acts=acts)
-    assert Stage1Loss([1.0, 1.0], pixel_weight=1.0, reduction="sum")(**kw).item() == pytest.approx(4 + 4 + 3)
-    assert Stage1Loss([1.0, 1.0], pixel_weight=1.0, reduction="mean")(**kw).item() == pytest.approx(1 + 0.5 + 0.25)
+    assert Stage1Loss([1.0, 1.0], pixel_weight=1.0, reduction="sum").compare(**kw)[0].item() == pytest.approx(4 + 4 + 3)
+    assert Stage1Loss([1.0, 1.0], pixel_weight=1.0, reduction="mean").compare(**kw)[0].item() == pytest.approx(1 + 0.5 + 0.25)
     fake = [torch.zeros(2, 4, 1, 1), torch.zeros(2, 2, 2, 2)]
-    s2 = Stage2Loss([1.0, 1.0], pixel_weight=2.0, reduction="sum")(real=real, images=images, real_feats=real_feats, fake_feats=fake)
+    s2 = Stage2Loss([1.0, 1.0], pixel_weight=2.0, reduction="sum").compare(real=real, images=images, real_feats=real_feats, fake_feats=fake)[0]
     assert s2.item() == pytest.approx(4 + 0 + 2 * 3)
     assert l1_per_image(torch.ones(1, 2, 3), torch.zeros(1, 2, 3), "sum").item() == 6.0
 
@@ -97,9 +97,9 @@ def test_sum_reduction_gradient_is_the_sign_per_element():
 def test_diverse_mean_weight_zero_is_the_pure_minimum_of_eqs_4_5():
     real = torch.zeros(1, 3, 1, 1)
     images = torch.tensor([0.2, 0.6]).view(1, 2, 1, 1, 1).expand(1, 2, 3, 1, 1).clone().requires_grad_()
-    pure = ImageLoss([], pixel_weight=1.0, diverse_mean_weight=0.0)(real=real, images=images)
+    pure = ImageLoss([], pixel_weight=1.0, diverse_mean_weight=0.0).compare(real=real, images=images)[0]
     assert pure.item() == pytest.approx(0.2)  # min(0.2, 0.6), nothing else
     pure.backward()
     assert images.grad[0, 1].abs().sum() == 0  # the worse output gets no gradient at all
-    crn = ImageLoss([], pixel_weight=1.0, diverse_mean_weight=0.001)(real=real, images=images.detach())
+    crn = ImageLoss([], pixel_weight=1.0, diverse_mean_weight=0.001).compare(real=real, images=images.detach())[0]
     assert crn.item() == pytest.approx(0.2 + 0.001 * 0.4)

@@ -10,10 +10,12 @@ import torch
 from sdn.checkpoint import load_checkpoint
 from sdn.demo_data import make_demo_data
 from sdn.generator import Generator
-from sdn.losses import Stage1Loss, Stage2Loss, l1_per_image
+from sdn.losses import Stage1Loss, Stage2Loss, SumOfLosses, l1_per_image
 from sdn.sampling import generate
 from sdn.teachers import build_teacher, teacher_taps
-from sdn.training import ADAM_CHOICES, make_adam, train_step, training_loop
+from sdn.optim import ADAM_CHOICES, make_adam
+from sdn.training import training_loop
+from sdn.training_step import train_step
 
 RUN = {"teacher": "efficientnet-lite0", "text_encoder": "test-hash", "fc_dim": 16, "batch_size": 8, "progress": False, "seed": 5}
 
@@ -119,8 +121,8 @@ def test_one_teacher_pass_on_the_real_images_without_autograd(stage, expected):
     torch.manual_seed(0)
     generator = Generator(taps, 32, 4, fc_dim=8)
     s1, s2 = Stage1Loss([1.0] * len(taps)), Stage2Loss([1.0] * len(taps))
-    loss_fn = {"stage1": s1, "stage2": s2, "joint": lambda **kw: s1(**kw) + s2(**kw)}[stage]
-    loss = train_step(generator, teacher, loss_fn, stage, torch.rand(2, 3, 32, 32), torch.randn(2, 4),
+    loss_fn = {"stage1": s1, "stage2": s2, "joint": SumOfLosses(stage1=s1, stage2=s2)}[stage]
+    loss = train_step(generator, teacher, loss_fn, torch.rand(2, 3, 32, 32), torch.randn(2, 4),
                       make_adam(generator.parameters(), 1e-3), torch.device("cpu"), "bf16")["loss"]
     assert math.isfinite(loss)
     assert teacher.calls == expected
@@ -130,7 +132,7 @@ def test_losses_accumulate_in_fp32_from_bf16_activations():
     feats = [torch.rand(2, 3, 4, 4, dtype=torch.bfloat16) for _ in range(2)]
     images = torch.rand(2, 1, 3, 8, 8, dtype=torch.bfloat16, requires_grad=True)
     for loss_fn in (Stage1Loss([1.0, 1.0]), Stage2Loss([1.0, 1.0])):
-        loss = loss_fn(real=torch.rand(2, 3, 8, 8), images=images, real_feats=feats, fake_feats=feats, generator_acts=feats)
+        loss, _ = loss_fn.compare(real=torch.rand(2, 3, 8, 8), images=images, real_feats=feats, fake_feats=feats, generator_acts=feats)
         assert loss.dtype == torch.float32
 
 

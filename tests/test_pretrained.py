@@ -156,10 +156,11 @@ def test_cli_models_sample_interpolate_take_a_model_name(tiny_models_dir, monkey
 def test_evaluate_and_figure_resolve_the_model_name(tiny_models_dir, monkeypatch):
     monkeypatch.setattr(pretrained, "MODELS_DIR", tiny_models_dir)
     import sdn.evaluation
+    import sdn.figure_commands
 
     seen = []
     monkeypatch.setattr(sdn.evaluation, "evaluate", lambda checkpoint, *a, **kw: seen.append(checkpoint) or {"metrics": {}})
-    monkeypatch.setattr(sdn.evaluation, "single_figure", lambda kind, checkpoint, *a: seen.append(checkpoint))
+    monkeypatch.setattr(sdn.figure_commands, "single_figure", lambda kind, checkpoint, *a: seen.append(checkpoint))
     assert main(["evaluate", "--model", FIXTURE, "--data", "cache", "--out", "o"]) == 0
     assert main(["figure", "compare", "--model", FIXTURE, "--data", "cache", "--out", "o.png"]) == 0
     assert seen == [str(pretrained.model_path(FIXTURE))] * 2

@@ -9,7 +9,7 @@ import test_training
 import torch
 from test_training import TINY
 
-from sdn import training
+from sdn import run_log, training
 from sdn.checkpoint import (
     checkpoint_files,
     generator_from_checkpoint,
@@ -20,7 +20,8 @@ from sdn.errors import UserError
 from sdn.generator import Generator
 from sdn.losses import Stage1Loss
 from sdn.teachers import build_teacher
-from sdn.training import train_step, training_loop
+from sdn.training import training_loop
+from sdn.training_step import train_step
 
 # 18 train images in batches of 8: steps 1-3 are epoch 0 (stage 1), steps 4-6 epoch 1 (stage 2)
 RUN = {**TINY, "stage1_epochs": 1, "stage2_epochs": 1, "seed": 4, "checkpoint_every": 2}
@@ -107,10 +108,13 @@ def test_a_non_finite_loss_skips_the_update():
     opt = torch.optim.Adam(generator.parameters(), 1e-3)
     before = {k: v.clone() for k, v in generator.state_dict().items()}
 
-    def nan_loss(**kw):
-        return Stage1Loss([1.0] * len(teacher.taps))(**kw) * float("nan")
+    class NanLoss(Stage1Loss):
+        def compare(self, **passes):
+            loss, terms = super().compare(**passes)
+            return loss * float("nan"), terms
 
-    terms = train_step(generator, teacher, nan_loss, "stage1", torch.rand(2, 3, 32, 32), torch.randn(2, 4), opt, torch.device("cpu"), "fp32")
+    nan_loss = NanLoss([1.0] * len(teacher.taps))
+    terms = train_step(generator, teacher, nan_loss, torch.rand(2, 3, 32, 32), torch.randn(2, 4), opt, torch.device("cpu"), "fp32")
     assert math.isnan(terms["loss"])
     assert all(torch.equal(before[k], v) for k, v in generator.state_dict().items())
     assert not opt.state  # Adam never stepped
@@ -118,14 +122,14 @@ def test_a_non_finite_loss_skips_the_update():
 
 def test_the_divergence_guard_skips_bad_steps_and_stops_after_too_many(tmp_path, tiny_data, monkeypatch):
     calls = []
-    real_call = Stage1Loss.__call__
+    real_compare = Stage1Loss.compare
 
     def flaky(self, **kw):  # step 2 alone is bad on the first run; from step 3 of the second run, all are
         calls.append(1)
-        loss = real_call(self, **kw)
-        return loss * float("nan") if len(calls) == 2 or len(calls) >= 6 else loss
+        loss, terms = real_compare(self, **kw)
+        return (loss * float("nan") if len(calls) == 2 or len(calls) >= 6 else loss), terms
 
-    monkeypatch.setattr(Stage1Loss, "__call__", flaky)
+    monkeypatch.setattr(Stage1Loss, "compare", flaky)
     with pytest.warns(UserWarning, match="non-finite loss at step 2"):
         first = load_checkpoint(training_loop(tiny_data, tmp_path, **{**RUN, "stage2_epochs": 0}))
     assert first["skipped_steps"] == 1 and [s for s, *_ in first["history"]] == [1, 3]
@@ -153,7 +157,7 @@ def test_log_lines_export_and_tensorboard(tmp_path, tiny_data, monkeypatch):
         def close(self):
             pass
 
-    monkeypatch.setattr(training, "_summary_writer", FakeWriter)
+    monkeypatch.setattr(run_log, "_summary_writer", FakeWriter)
     last = training_loop(tiny_data, tmp_path, scheme="joint", **{**RUN, "stage2_epochs": 0, "keep_checkpoints": 1})
     assert [p.name for p in checkpoint_files(tmp_path)] == ["checkpoint-000003.pt", "checkpoint-latest.pt"]
     assert last == tmp_path / "checkpoint-000003.pt"

@@ -17,7 +17,8 @@ from sdn.generator import Generator
 from sdn.losses import ImageLoss, Stage1Loss, Stage2Loss, l1_per_image
 from sdn.teacher_fusion import FusedEfficientNetTeacher, fuse_teacher
 from sdn.teachers import build_teacher, teacher_taps
-from sdn.training import autocast, training_loop
+from sdn.training import training_loop
+from sdn.utils import autocast
 
 CPU = torch.device("cpu")
 
@@ -140,9 +141,9 @@ def _loss_and_grads(loss_cls, fused, dtype, n):
     real_feats = [torch.randn(b, *s).to(dtype) for s in shapes]
     outs = [torch.randn(b * n if loss_cls is Stage2Loss else b, *s).to(dtype).requires_grad_() for s in shapes]
     loss_fn = loss_cls([0.3, 0.7], pixel_weight=2.0, diverse_mean_weight=0.01, tap_scales=[0.5, 3.0], fused_l1=fused)
-    loss = loss_fn(real=real, images=images, real_feats=real_feats, fake_feats=outs, generator_acts=outs)
+    loss, terms = loss_fn.compare(real=real, images=images, real_feats=real_feats, fake_feats=outs, generator_acts=outs)
     grads = torch.autograd.grad(loss, [images, *outs], allow_unused=True)
-    return loss, loss_fn.terms, [g for g in grads if g is not None]
+    return loss, terms, [g for g in grads if g is not None]
 
 
 @pytest.mark.parametrize("loss_cls", [ImageLoss, Stage1Loss, Stage2Loss])

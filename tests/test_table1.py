@@ -5,7 +5,6 @@ import dataclasses
 import json
 
 import pytest
-import torch
 from conftest import HashEncoder
 from test_evaluation import write_cache
 
@@ -29,9 +28,7 @@ def cache(tmp_path_factory):
     text.TEXT_ENCODERS.setdefault(HashEncoder.name, HashEncoder)
     full = make_demo_data(32, 0)
     pick = [i for i, s in enumerate(full.split) if s == "train"][::20][:48] + [i for i, s in enumerate(full.split) if s == "test"][::12][:24]
-    t = torch.tensor(pick)
-    data = type(full)(images=full.images[t], captions=[full.captions[i][:2] for i in pick], labels=[full.labels[i] for i in pick],
-                      split=[full.split[i] for i in pick])
+    data = full.take(pick, captions_per_image=2)
     return write_cache(data, tmp_path_factory.mktemp("table1") / "cache", HashEncoder())
 
 

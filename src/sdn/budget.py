@@ -1,10 +1,15 @@
-"""A wall-clock budget for a training run (`--max-minutes`, and `sdn table1`'s equal budgets)."""
+"""When a training run stops early: a wall-clock budget (`--max-minutes`, and `sdn table1`'s equal
+budgets) and the divergence guard (`--max-bad-steps`)."""
 
 from __future__ import annotations
 
 import time
+import warnings
+from pathlib import Path
 
 from sdn import distributed
+from sdn.checkpoint import checkpoint_files
+from sdn.errors import UserError
 
 
 class WallClockBudget:
@@ -21,3 +26,12 @@ class WallClockBudget:
             return False
         over = time.perf_counter() >= self.deadline
         return bool(distributed.gather_objects(over, self.world)[0])
+
+
+def stop_if_diverged(bad_in_a_row: int, max_bad_steps: int, step: int, run_dir: Path, world) -> None:
+    if world.is_main:
+        warnings.warn(f"non-finite loss at step {step}: step skipped ({bad_in_a_row} in a row)")
+    if bad_in_a_row >= max_bad_steps:
+        kept = "the last good checkpoint is kept there" if checkpoint_files(run_dir) else "no checkpoint had been written yet"
+        raise UserError(f"training diverged: {bad_in_a_row} non-finite losses in a row up to step {step}; {kept} ({run_dir}); "
+                        "try a lower --lr or --precision fp32")

@@ -29,6 +29,7 @@ from sdn.errors import UserError
 from sdn.readers import READERS, Problems, Record
 from sdn.teachers import check_resolution
 from sdn.text import TextEncoder, encode_unique
+from sdn.utils import atomic_write
 
 FORMAT = "sdn-cache-1"
 
@@ -118,9 +119,7 @@ def add_embeddings(cache: str | Path, encoder: TextEncoder) -> Path:
     meta = json.loads((cache / "meta.json").read_text())
     flat = [c for caps in meta["captions"] for c in caps]
     emb = encode_unique(encoder, flat).view(len(meta["captions"]), -1, encoder.dim).numpy()
-    tmp = path.with_name(f".{path.name}.partial.npy")
-    np.save(tmp, emb)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.save(f, emb))
     return path
 
 
@@ -148,9 +147,7 @@ def add_stackgan_embeddings(cache: str | Path, stackgan_dir: str | Path) -> Path
     per_image = min(len(table[Path(n).stem]) for n in meta["images"])
     out = np.stack([table[Path(n).stem][:per_image] for n in meta["images"]])
     path = cache / "embeddings" / f"{CharCnnRnnPickle.name}.npy"
-    tmp = path.with_name(f".{path.name}.partial.npy")
-    np.save(tmp, out)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.save(f, out))
     return path
 
 

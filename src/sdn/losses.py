@@ -14,8 +14,11 @@ caption; the image-dependent part of the loss is the minimum over the n images, 
 the best image gets the gradient. `diverse_mean_weight` (CRN uses 0.001) adds that small fraction of
 the mean over all n images so that no output is starved of gradient forever.
 
-All losses accumulate in fp32 whatever precision the networks ran in. Each call also leaves its parts
-in `terms` (batch means, detached, named as in `term_names`) for the training log: the tap and pixel
+Each loss is an object, `loss(generator, teacher, real, text, precision) -> (loss, terms)`, that runs
+the forward passes it needs (the teacher on the real images and on the drawings, or not) and compares
+their results (`compare`); LOSSES names them, sdn.schemes says which trains when, and the training step
+knows no names. All losses accumulate in fp32 whatever precision the networks ran in. `terms` are the
+loss's parts (batch means, detached, named as in `term_names`) for the training log: the tap and pixel
 parts of the output the loss counted (the best one per caption when n > 1, whose small mean share is
 left out, so only with n = 1 do the parts add up to the loss exactly).
 """
@@ -27,9 +30,11 @@ from typing import Sequence
 import torch
 
 from sdn.fused_l1 import scaled_l1_per_image, weighted_taps_per_image
+from sdn.utils import autocast
 
 
-REDUCTIONS = ("mean", "sum")
+REDUCTIONS = ("mean", "sum")  # see the module's docstring
+TAP_WEIGHTS = ("inverse-mean", "equal")  # how training_loop weighs the teacher's taps (see its tap_weights)
 
 
 def l1_per_image(a: torch.Tensor, b: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -60,7 +65,30 @@ class _L1PerImage(torch.autograd.Function):
         return grad_a, grad_b, None
 
 
-class _Weighted:
+class Loss:
+    """Runs the forward passes a loss needs, in `precision`, then `compare`s their results."""
+
+    term_names: tuple[str, ...] = ()
+    teacher_on_real = False  # the teacher's taps of the real images (one pass, no autograd)
+    teacher_on_drawings = False  # the teacher's taps of the drawings (back-propagated through)
+
+    def __call__(self, generator, teacher, real: torch.Tensor, text: torch.Tensor,
+                 precision: str = "fp32") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with autocast(real.device, precision):
+            images, acts = generator(text)
+            real_feats = fake_feats = None
+            if self.teacher_on_real:
+                with torch.no_grad():  # one teacher pass on the real images, shared by every term
+                    real_feats = teacher(real)
+            if self.teacher_on_drawings:
+                fake_feats = teacher(images.flatten(0, 1))
+        return self.compare(real=real, images=images, real_feats=real_feats, fake_feats=fake_feats, generator_acts=acts)
+
+    def compare(self, **passes) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+
+class _Weighted(Loss):
     """tap_weights: one weight per tap. tap_scales: one divisor per tap applied to the teacher's
     activations (None = 1 each), so that each tap is compared in units of its typical size.
     reduction: "mean" or "sum" over each image's elements (see the module's docstring).
@@ -102,11 +130,11 @@ class _Weighted:
             best = best + self.diverse_mean_weight * per_output.mean(1)
         return best
 
-    def keep_terms(self, taps: torch.Tensor | None, pixel: torch.Tensor, per_output: torch.Tensor) -> None:
-        """taps, pixel: (B, n) parts of per_output (B, n); keeps those of each caption's best output."""
+    def best_terms(self, taps: torch.Tensor | None, pixel: torch.Tensor, per_output: torch.Tensor) -> dict[str, torch.Tensor]:
+        """taps, pixel: (B, n) parts of per_output (B, n); those of each caption's best output."""
         best = per_output.detach().argmin(1, keepdim=True)
         parts = {"taps": taps, "pixel": pixel}
-        self.terms = {name: parts[name].detach().gather(1, best).mean() for name in self.term_names}
+        return {name: parts[name].detach().gather(1, best).mean() for name in self.term_names}
 
 
 def image_loss(real: torch.Tensor, images: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -120,23 +148,23 @@ class ImageLoss(_Weighted):
 
     term_names = ("pixel",)
 
-    def __call__(self, real, images, **_) -> torch.Tensor:
+    def compare(self, real, images, **_):
         pixel = self.pixel_weight * self.image_loss(real, images)
-        self.keep_terms(None, pixel, pixel)
-        return self.min_over_outputs(pixel).mean()
+        return self.min_over_outputs(pixel).mean(), self.best_terms(None, pixel, pixel)
 
 
 class Stage1Loss(_Weighted):
     """Eq. 1 (eq. 4 when n > 1): teacher taps of the real image vs the generator's own activations."""
 
-    def __call__(self, real, images, real_feats, generator_acts, **_) -> torch.Tensor:
+    teacher_on_real = True
+
+    def compare(self, real, images, real_feats, generator_acts, **_):
         if self.fused_l1:
             taps = weighted_taps_per_image(generator_acts, real_feats, self.tap_weights, target_scales=self.inverse_scales)
         else:
             taps = self.taps_per_image(self.scaled(real_feats), generator_acts)
         pixel = self.pixel_weight * self.image_loss(real, images)
-        self.keep_terms(taps.unsqueeze(1).expand_as(pixel), pixel, pixel)
-        return (taps + self.min_over_outputs(pixel)).mean()
+        return (taps + self.min_over_outputs(pixel)).mean(), self.best_terms(taps.unsqueeze(1).expand_as(pixel), pixel, pixel)
 
 
 class Stage2Loss(_Weighted):
@@ -145,7 +173,9 @@ class Stage2Loss(_Weighted):
     fake_feats are the teacher's taps of all B*n generated images, batch laid out image-major (B, n).
     """
 
-    def __call__(self, real, images, real_feats, fake_feats, **_) -> torch.Tensor:
+    teacher_on_real = teacher_on_drawings = True
+
+    def compare(self, real, images, real_feats, fake_feats, **_):
         b, n = images.shape[:2]
         if self.fused_l1:  # |fake / s - real / s| = |fake - real| / s: no scaled copies
             expanded = real_feats if n == 1 else [f.repeat_interleave(n, 0) for f in real_feats]
@@ -154,19 +184,32 @@ class Stage2Loss(_Weighted):
             expanded = [f.repeat_interleave(n, 0) for f in self.scaled(real_feats)]
             taps = self.taps_per_image(expanded, self.scaled(fake_feats)).view(b, n)
         pixel = self.pixel_weight * self.image_loss(real, images)
-        self.keep_terms(taps, pixel, taps + pixel)
-        return self.min_over_outputs(taps + pixel).mean()
+        return self.min_over_outputs(taps + pixel).mean(), self.best_terms(taps, pixel, taps + pixel)
 
 
-class SumOfLosses:
-    """Several losses added (the "joint" scheme: Stage I and Stage II together); the parts of each
-    are named `<loss>_<part>`."""
+class SumOfLosses(Loss):
+    """Several losses added (the "joint" scheme: Stage I and Stage II together), on one set of
+    forward passes; the parts of each are named `<loss>_<part>`."""
 
-    def __init__(self, **losses):
+    def __init__(self, **losses: Loss):
         self.losses = losses
         self.term_names = tuple(f"{name}_{t}" for name, loss in losses.items() for t in loss.term_names)
+        self.teacher_on_real = any(loss.teacher_on_real for loss in losses.values())
+        self.teacher_on_drawings = any(loss.teacher_on_drawings for loss in losses.values())
 
-    def __call__(self, **kw) -> torch.Tensor:
-        total = sum(loss(**kw) for loss in self.losses.values())
-        self.terms = {f"{name}_{t}": v for name, loss in self.losses.items() for t, v in loss.terms.items()}
-        return total
+    def compare(self, **passes):
+        total, terms = 0, {}
+        for name, loss in self.losses.items():
+            value, parts = loss.compare(**passes)
+            total = total + value
+            terms.update({f"{name}_{t}": v for t, v in parts.items()})
+        return total, terms
+
+
+def joint_loss(*args, **kw) -> SumOfLosses:
+    """The "joint" loss: Stage I and Stage II with the same settings, added."""
+    return SumOfLosses(stage1=Stage1Loss(*args, **kw), stage2=Stage2Loss(*args, **kw))
+
+
+# The losses a scheme (sdn.schemes) can name; each is built with the settings of _Weighted.
+LOSSES = {"image": ImageLoss, "stage1": Stage1Loss, "stage2": Stage2Loss, "joint": joint_loss}

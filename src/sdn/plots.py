@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 from pathlib import Path
 
 import torch
+
+from sdn.utils import atomic_write, image_format
 
 
 def _figure():
@@ -19,15 +20,14 @@ def _figure():
 
 
 def _atomic_savefig(fig, path: Path, **kw) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    fig.savefig(tmp, **kw)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: fig.savefig(f, format=image_format(path), **kw))
 
 
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int, padding: int = 2, pad_value: float = 1.0) -> None:
+def save_grid(images: torch.Tensor, path, nrow: int, padding: int = 2, pad_value: float = 1.0, format: str | None = None) -> None:
     """(B, 3, H, W) images in [0, 1] as one image file, `nrow` per row: the same pixels as
     torchvision.utils.save_image (tested against it), without importing torchvision, whose import
-    (torch._dynamo through torchvision.ops) took seconds of `sdn sample`'s start-up."""
+    (torch._dynamo through torchvision.ops) took seconds of `sdn sample`'s start-up. `path`: a file
+    name or, with `format` ("png", "jpeg"), a binary file object."""
     from PIL import Image
 
     b, c, h, w = images.shape
@@ -42,7 +42,7 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int, padding: int = 
             top, left = y * (h + padding) + padding, x * (w + padding) + padding
             grid[:, top : top + h, left : left + w] = images[i]
     pixels = grid.mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to(torch.uint8).numpy()
-    Image.fromarray(pixels).save(path)
+    Image.fromarray(pixels).save(path, format=format)
 
 
 def captioned_grid(rows: list[tuple[str, torch.Tensor]], captions: list[str], path: str | Path, title: str = "") -> None:

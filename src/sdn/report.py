@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 from pathlib import Path
+
+from sdn.utils import atomic_write_text
 
 
 def table(rows: list[dict], columns: list[str] | None = None) -> str:
@@ -49,7 +50,5 @@ figure{{margin:1em 0}} figcaption{{font-size:90%;color:#555}} pre{{background:#f
 {chr(10).join(parts)}
 </body></html>"""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page)
-    os.replace(tmp, path)
+    atomic_write_text(path, page)
     return path

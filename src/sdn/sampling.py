@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 
 import torch
@@ -14,6 +13,7 @@ from sdn.errors import UserError
 from sdn.generator import Generator
 from sdn.plots import captioned_grid, save_grid
 from sdn.text import build_text_encoder, check_captions
+from sdn.utils import atomic_write, default_device, image_format, image_output
 
 
 class Sampler:
@@ -60,8 +60,7 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 def sampler_for(ckpt: dict, device: str | torch.device | None = None) -> Sampler:
     """A checkpoint's generator on `device` (default: CUDA when available), drawing in the precision
     it was trained in."""
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    return Sampler(generator_from_checkpoint(ckpt).to(dev), ckpt["config"].get("precision", "fp32"))
+    return Sampler(generator_from_checkpoint(ckpt).to(default_device(device)), ckpt["config"].get("precision", "fp32"))
 
 
 def generate(generator: Generator, text: torch.Tensor, batch_size: int = 64, precision: str = "bf16",
@@ -74,19 +73,12 @@ def generate(generator: Generator, text: torch.Tensor, batch_size: int = 64, pre
 def save_png(images: torch.Tensor, path: str | Path, nrow: int = 8) -> None:
     """uint8 (N, 3, H, W) -> one PNG grid (a single image: the image itself), replacing `path` only
     by a complete file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    save_grid(images.float() / 255, tmp, nrow=nrow, padding=2, pad_value=1.0)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: save_grid(images.float() / 255, f, nrow=nrow, padding=2, pad_value=1.0, format=image_format(path)))
 
 
 def sample_to_file(checkpoint: str, captions: list[str], out: str, n: int | None = None, device: str | None = None) -> None:
     """`sdn sample`: a grid with one row per caption and one column per output image."""
-    out_path = Path(out)
-    if out_path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise UserError(f"--out must end in .png or .jpg, not {out_path.name!r}")
-    if not out_path.parent.is_dir() or not os.access(out_path.parent, os.W_OK):
-        raise UserError(f"cannot write to folder {out_path.parent}")
+    out_path = image_output(out)
     captions = check_captions(captions)
     ckpt = load_checkpoint(checkpoint)
     n_outputs = ckpt["config"]["n_outputs"]

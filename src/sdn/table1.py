@@ -12,7 +12,6 @@ s, so a killed run is charged for the time it had spent).
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from contextlib import contextmanager
@@ -23,19 +22,23 @@ import torch
 from sdn.baselines import METHODS
 from sdn.baselines.loop import gan_training_loop
 from sdn.cache import load_cache
+from sdn.config import PAPER, PRESETS
 from sdn.checkpoint import checkpoint_files, generator_from_checkpoint, load_checkpoint
 from sdn.errors import UserError
-from sdn.evaluation import DEFAULT_METRICS, evaluate, file_sha256
+from sdn.evaluation import evaluate, file_sha256
+from sdn.metrics import default_metrics
 from sdn.plots import captioned_grid, loss_plot
 from sdn.report import image, markdown_table, table, write_report
 from sdn.sampling import generate, one_per_class
-from sdn.training import resume_position, training_loop
+from sdn.resume import resume_position
+from sdn.training import training_loop
+from sdn.utils import atomic_write_text, default_device
 
 ALL_METHODS = ("sdn", *METHODS)
 NAMES = {"sdn": "SDN (Yuan & Peng, MM 2018)", **{k: v.what for k, v in METHODS.items()}}
-SDN_PAPER_EPOCHS = 100  # per stage
 COLUMNS = ["method", "ssim", "fsim", "is", "is_std", "fid", "variety", "collapsed", "d_real", "d_fake", "images_per_s", "hours",
            "steps", "epochs"]
+ABLATION = PRESETS["ablation"]  # SDN's settings here, as in `sdn ablate`
 
 
 def table1(
@@ -43,18 +46,18 @@ def table1(
     out: str | Path,
     budget_minutes: float,  # wall-clock training budget of every method
     methods: tuple[str, ...] = ALL_METHODS,
-    teacher: str = "efficientnet-lite0",  # SDN's teacher (vgg19 with --teacher-weights: the paper's)
+    teacher: str = ABLATION.teacher,  # SDN's teacher (vgg19 with --teacher-weights: the paper's)
     teacher_weights: str | None = None,
-    pixel_weight: float = 10.0,  # SDN: as `sdn ablate`
-    fc_dim: int = 1024,
-    text_encoder: str = "all-minilm-l6-v2",  # its embeddings must be in the cache
+    pixel_weight: float = ABLATION.pixel_weight,  # SDN: as `sdn ablate` (sdn.config's "ablation" preset)
+    fc_dim: int = ABLATION.fc_dim,
+    text_encoder: str = ABLATION.text_encoder,  # its embeddings must be in the cache
     classifier: str = "efficientnet-lite0",  # IS network (inception-v3 with --classifier-weights: comparable with published IS)
     classifier_weights: str | None = None,
     captions_per_image: int | None = None,  # None: all (the paper's protocol)
     feature_precision: str = "fp32",
-    metrics: tuple[str, ...] = DEFAULT_METRICS,
-    precision: str = "bf16",  # training precision of every method
-    seed: int = 0,
+    metrics: tuple[str, ...] | None = None,  # keys of sdn.metrics.METRICS; None = its default ones
+    precision: str = ABLATION.precision,  # training precision of every method
+    seed: int = ABLATION.seed,
     device: str | None = None,
     progress: bool = True,
 ) -> dict:
@@ -64,6 +67,7 @@ def table1(
     unknown = [m for m in methods if m not in ALL_METHODS]
     if unknown or not methods:
         raise UserError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(ALL_METHODS)}")
+    metrics = default_metrics() if metrics is None else metrics
     data = load_cache(cache, text_encoder)
     if data.embeddings is None:
         raise UserError(f"the cache {cache} has no {text_encoder} caption embeddings; run: sdn data prepare ... --text-encoder {text_encoder}")
@@ -101,9 +105,7 @@ def _ledger(path: Path, already: float):
 
     def write() -> None:
         state = json.loads(path.read_text()) if path.is_file() else {}
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({**state, "seconds": round(already + time.perf_counter() - started, 1)}))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps({**state, "seconds": round(already + time.perf_counter() - started, 1)}))
 
     def loop() -> None:
         while not stop.wait(15):
@@ -130,10 +132,10 @@ def _train_within_budget(method: str, data, run_dir: Path, budget: float, common
     if not state.get("done") and state["seconds"] < budget:
         if method == "sdn":
             n_train = data.split.count("train")
-            kwargs = {**common, **sdn_settings, "scheme": "sdn", "stage2_epochs": SDN_PAPER_EPOCHS}
+            kwargs = {**common, **sdn_settings, "scheme": "sdn", "stage2_epochs": PAPER.stage2_epochs}
             if state.get("stage1_epochs") is None:  # Stage I: the first half of the budget
                 with _ledger(ledger, state["seconds"]):
-                    path = training_loop(data, run_dir, resume="auto", stage1_epochs=SDN_PAPER_EPOCHS,
+                    path = training_loop(data, run_dir, resume="auto", stage1_epochs=PAPER.stage1_epochs,
                                          max_seconds=max(budget / 2 - state["seconds"], 0), **kwargs)
                 epoch, _ = resume_position(load_checkpoint(path), n_train)
                 state = {**json.loads(ledger.read_text()), "stage1_epochs": epoch}  # the rest of a cut epoch goes to Stage II
@@ -186,9 +188,7 @@ def _write_tables(out: Path, rows: list[dict], results: dict, cache, budget_minu
               f"`variety` is sdn.collapse's ratio (about 1: as varied as the photographs; `collapsed` below {0.1}); d_real/d_fake: a "
               f"GAN's mean discriminator probabilities over its last 100 steps. images/s and hours: training wall time.\n\n")
     for name, text in (("table1.md", header + markdown_table(rows, COLUMNS)), ("table1.json", json.dumps(results, indent=2, default=str))):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        atomic_write_text(out / name, text)
 
 
 @torch.no_grad()
@@ -199,7 +199,7 @@ def _write_figures(out: Path, methods, data, rows: list[dict], results: dict, de
     grid = [("real", test.images[pick].float() / 255)]
     for method in methods:
         ckpt = load_checkpoint(out / method)
-        generator = generator_from_checkpoint(ckpt).to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+        generator = generator_from_checkpoint(ckpt).to(default_device(device))
         grid.append((method, generate(generator, test.embeddings[pick, 0].float(), precision=ckpt["config"]["precision"])[:, 0]))
     captioned_grid(grid, [test.captions[i][0] for i in pick], out / "table1.png", title="The same unseen-class test captions, every method")
     sections = [("Table 1", table(rows, COLUMNS)), ("Drawings", image(out / "table1.png"))]

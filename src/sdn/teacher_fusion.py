@@ -32,6 +32,7 @@ from sdn.teachers import (
     Teacher,
     VGGTeacher,
 )
+from sdn.utils import LITE_INPUT_CENTRE, LITE_INPUT_SCALE
 
 
 def fuse_teacher(teacher: Teacher, precision: str) -> Teacher:
@@ -99,9 +100,9 @@ class FusedEfficientNetTeacher(Teacher):
         if not isinstance(net._swish, nn.ReLU6):
             raise TypeError("only the Lite models (ReLU6, no squeeze-excitation) are fused")
         self.taps = teacher.taps
-        # stem: (x * 255 - 127) / 128 folded in; the padding value 127/255 is what scales to 0
-        self.stem = _Conv(net._conv_stem, net._bn0, 255 / 128, -127 / 128)
-        self.stem_pad_value = 127 / 255
+        # stem: sdn.utils.lite_input folded in; the padding value 127/255 is what scales to 0
+        self.stem = _Conv(net._conv_stem, net._bn0, 255 / LITE_INPUT_SCALE, -LITE_INPUT_CENTRE / LITE_INPUT_SCALE)
+        self.stem_pad_value = LITE_INPUT_CENTRE / 255
         self.blocks, self.skips = [], []
         for block in net._blocks:
             if block.has_se:

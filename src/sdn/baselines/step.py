@@ -11,7 +11,7 @@ import torch
 from sdn import distributed
 from sdn.baselines.losses import generator_loss, interpolate_pairs, matching_aware_d_loss
 from sdn.collapse import mean_pairwise_distance
-from sdn.training import autocast
+from sdn.utils import autocast
 
 
 @dataclass

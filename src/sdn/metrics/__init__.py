@@ -1,62 +1,6 @@
-"""Metrics, in a registry: each a small module that registers `name -> Metric`.
+"""Metrics, in a registry (sdn.metrics.registry): each a small module that registers `name -> Metric`.
+Importing this package registers them all, in the order reports list them; consumers iterate METRICS."""
 
-Every metric reads one `EvalContext` (the drawings, the real images, the settings) and returns a
-flat dict of numbers plus the settings that made them, so no figure leaves without its label.
-"""
-
-from __future__ import annotations
-
-from dataclasses import dataclass, field
-from typing import Callable
-
-import torch
-
-from sdn.data import CaptionedImages
-
-
-@dataclass
-class EvalContext:
-    """generated: uint8 (N, C, n, 3, H, W): for each of the N real images of `data`, the drawings of
-    its first C captions, n per caption (a diverse model's outputs). Scores use output 0 of every
-    caption, so a diverse model is scored on as many images as a plain one.
-    """
-
-    generated: torch.Tensor
-    data: CaptionedImages
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    batch_size: int = 64
-    classifier: str = "efficientnet-lite0"  # network for the Inception Score (see sdn.classifiers)
-    classifier_weights: str | None = None
-    is_splits: int = 10
-    feature_precision: str = "fp32"  # classifier features for IS and FID: "fp32" (standard) or "bf16" (fast)
-    progress: bool = False
-    cache: dict = field(default_factory=dict)  # features shared between metrics (e.g. of the real images)
-
-    def drawings(self) -> torch.Tensor:
-        """uint8 (N * C, 3, H, W): output 0 of every caption, image-major."""
-        return self.generated[:, :, 0].flatten(0, 1)
-
-    def paired_real_index(self) -> torch.Tensor:
-        """For each drawing of `drawings()`, the index of its real image."""
-        return torch.arange(self.generated.shape[0]).repeat_interleave(self.generated.shape[1])
-
-
-@dataclass(frozen=True)
-class Metric:
-    fn: Callable[[EvalContext], dict]
-    description: str
-
-
-METRICS: dict[str, Metric] = {}
-
-
-def register(name: str, description: str):
-    def wrap(fn):
-        METRICS[name] = Metric(fn, description)
-        return fn
-
-    return wrap
-
-
-from sdn.metrics import colour, fid, inception_score, similarity, variety  # noqa: F401  (they register themselves)
-from sdn.metrics.colour import colour_accuracy, object_colours  # noqa: F401
+from sdn.metrics import similarity, inception_score, fid, colour, variety  # noqa: F401,I001  (they register themselves, in this order)
+from sdn.metrics.colour import colour_accuracy  # noqa: F401  (used by sdn.demo)
+from sdn.metrics.registry import METRICS, EvalContext, Metric, default_metrics, register  # noqa: F401

@@ -6,7 +6,7 @@ import torch
 
 from sdn.data import CaptionedImages
 from sdn.demo_data import COLOURS
-from sdn.metrics import EvalContext, register
+from sdn.metrics.registry import EvalContext, register
 
 
 def _hue_saturation(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,12 +62,8 @@ def colour_accuracy(generated: torch.Tensor, data: CaptionedImages) -> dict:
     }
 
 
-@register("colour_accuracy", "demo data only: share of drawings whose object has the caption's colour (hue rule)")
+@register("colour_accuracy", "demo data only: share of drawings whose object has the caption's colour (hue rule)", default=False)
 def _colour_accuracy_metric(ctx: EvalContext) -> dict:
     drawings = ctx.generated[:, :, 0].flatten(0, 1).float() / 255
     index = ctx.paired_real_index()
-    data = ctx.data
-    repeated = type(data)(images=data.images[index], captions=[data.captions[i] for i in index.tolist()],
-                          labels=[data.labels[i] for i in index.tolist()], split=[data.split[i] for i in index.tolist()],
-                          attributes=[data.attributes[i] for i in index.tolist()] if data.attributes else [])
-    return colour_accuracy(drawings[:, None], repeated)
+    return colour_accuracy(drawings[:, None], ctx.data.take(index))

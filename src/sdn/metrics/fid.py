@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from sdn.classifiers import FidInception, extract
-from sdn.metrics import EvalContext, register
+from sdn.metrics.registry import EvalContext, register
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:

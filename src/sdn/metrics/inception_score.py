@@ -6,10 +6,16 @@ import torch
 
 from sdn.classifiers import build_classifier, extract
 from sdn.errors import UserError
-from sdn.metrics import EvalContext, register
+from sdn.metrics.registry import EvalContext, register
 
 
 SPLIT_SEED = 0  # the fixed shuffle before splitting; recorded with every score
+
+
+def check_enough_images(n_images: int, splits: int) -> None:
+    """The Inception Score needs one image per split at least; callers check before the slow part."""
+    if n_images < splits:
+        raise UserError(f"the Inception Score needs at least {splits} images (one per split), got {n_images}")
 
 
 def inception_score(probs: torch.Tensor, splits: int = 10, seed: int | None = SPLIT_SEED) -> tuple[float, float]:
@@ -20,8 +26,7 @@ def inception_score(probs: torch.Tensor, splits: int = 10, seed: int | None = SP
     consecutive parts would each hold a few classes only and the per-part marginal p(y) would be
     far too narrow (20 test classes in 10 consecutive parts: about 2 per part, an IS up to 10x too
     low for a class-faithful model). The original code split consecutive parts of a shuffled set."""
-    if len(probs) < splits:
-        raise UserError(f"the Inception Score needs at least {splits} images (one per split), got {len(probs)}")
+    check_enough_images(len(probs), splits)
     probs = probs.double().clamp_min(1e-12)
     if seed is not None:
         probs = probs[torch.randperm(len(probs), generator=torch.Generator().manual_seed(seed))]
@@ -37,12 +42,10 @@ def inception_score(probs: torch.Tensor, splits: int = 10, seed: int | None = SP
 @register("is", "Inception Score over all drawings (eq. 6), 10 splits; the classifier is named with it")
 def inception_score_metric(ctx: EvalContext) -> dict:
     drawings = ctx.drawings()
-    if len(drawings) < ctx.is_splits:
-        raise UserError(f"the Inception Score needs at least {ctx.is_splits} images (one per split), got {len(drawings)}")
+    check_enough_images(len(drawings), ctx.is_splits)
     classifier = build_classifier(ctx.classifier, ctx.classifier_weights)
     logits, feats = extract(classifier, drawings, ctx.batch_size, ctx.device, ctx.progress, desc=f"IS ({classifier.name})",
                           precision=ctx.feature_precision)
-    ctx.cache[("generated_features", classifier.name)] = feats
     mean, std = inception_score(logits.softmax(1), ctx.is_splits)
     return {"is": mean, "is_std": std, "is_images": len(drawings), "is_classifier": classifier.name,
             "is_split_seed": SPLIT_SEED,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from sdn.metrics import EvalContext, register
+from sdn.metrics.registry import EvalContext, register
 
 
 def _paired(ctx: EvalContext, score) -> torch.Tensor:

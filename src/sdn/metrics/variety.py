@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sdn.collapse import variety_report, warn_if_collapsed
-from sdn.metrics import EvalContext, register
+from sdn.metrics.registry import EvalContext, register
 
 
 @register("variety", "drawings of different captions vs their real images: pairwise RMS pixel distance ratio; flags a collapsed generator")

@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from sdn.utils import atomic_write
+
 from sdn.sampling import to_uint8
 
 
@@ -48,10 +50,7 @@ class PngFiles:
         if path.exists():
             os.utime(path)  # in use again: not to be pruned now
         else:
-            fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            atomic_write(path, lambda f: f.write(data))
         return str(path)
 
     def _prune(self) -> None:

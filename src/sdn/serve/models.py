@@ -17,6 +17,7 @@ from sdn.checkpoint import generator_from_checkpoint, load_checkpoint
 from sdn.errors import UserError
 from sdn.sampling import Sampler
 from sdn.text import TextEncoder, build_text_encoder, check_captions
+from sdn.utils import default_device
 
 MAX_CAPTIONS = 16
 MAX_CHARS = 300
@@ -80,7 +81,7 @@ def load_models(checkpoints: list[str], model_names: list[str], device: str | No
     names = [name for name, _ in sources]
     if len(set(names)) != len(names):
         raise UserError(f"a model is given twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = default_device(device)
     encoders: dict[str, TextEncoder] = {}
     models = []
     for name, path in sources:

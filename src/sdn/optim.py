@@ -1,0 +1,27 @@
+"""The optimiser every training loop uses: Adam, in the implementation the user picks."""
+
+from __future__ import annotations
+
+import torch
+
+from sdn.errors import UserError
+
+ADAM_CHOICES = ("auto", "fused", "foreach", "for-loop")
+
+
+def check_adam(adam: str) -> None:
+    if adam not in ADAM_CHOICES:
+        raise UserError(f"adam must be one of {', '.join(ADAM_CHOICES)}, not {adam!r}")
+
+
+def make_adam(params, lr: float, adam: str = "auto") -> torch.optim.Adam:
+    """Adam in the implementation `adam` names (see training_loop); "auto" falls back to foreach
+    where fused is unsupported (CPU before torch 2.4, some accelerators)."""
+    params = list(params)
+    if adam in ("auto", "fused"):
+        try:
+            return torch.optim.Adam(params, lr=lr, fused=True)
+        except (RuntimeError, TypeError):
+            if adam == "fused":
+                raise UserError("this torch has no fused Adam for this device; use --adam foreach") from None
+    return torch.optim.Adam(params, lr=lr, foreach=adam != "for-loop")

@@ -1,0 +1,95 @@
+"""The decisions made once (sdn.utils, CaptionedImages.take, checkpoint names, the registries behind the
+CLI's choices, the training presets) do what the places that use them rely on."""
+
+import dataclasses
+import inspect
+
+import pytest
+import torch
+
+from sdn.checkpoint import checkpoint_step
+from sdn.cli import build_parser, main
+from sdn.config import PAPER, PRESETS, TrainingConfig
+from sdn.data import CaptionedImages
+from sdn.errors import UserError
+from sdn.losses import LOSSES
+from sdn.metrics import METRICS, default_metrics
+from sdn.schemes import SCHEMES
+from sdn.training import training_loop
+from sdn.utils import atomic_write, atomic_write_text, image_output
+
+
+def test_take_selects_every_per_image_field_alike():
+    data = CaptionedImages(images=torch.arange(4).view(4, 1, 1, 1).expand(4, 3, 2, 2).to(torch.uint8),
+                           captions=[[f"{i}a", f"{i}b"] for i in range(4)], labels=list("wxyz"), split=["train", "test"] * 2,
+                           masks=torch.arange(4).view(4, 1, 1).expand(4, 2, 2) > 1, attributes=[{"i": i} for i in range(4)],
+                           embeddings=torch.arange(8.0).view(4, 2, 1), embeddings_name="e")
+    part = data.take([3, 0, 3], captions_per_image=1)
+    assert part.images[:, 0, 0, 0].tolist() == [3, 0, 3]
+    assert part.captions == [["3a"], ["0a"], ["3a"]] and part.labels == ["z", "w", "z"] and part.split == ["test", "train", "test"]
+    assert part.masks[:, 0, 0].tolist() == [True, False, True] and part.attributes == [{"i": 3}, {"i": 0}, {"i": 3}]
+    assert part.embeddings.flatten().tolist() == [6.0, 0.0, 6.0] and part.embeddings_name == "e"
+    assert data.subset("test").labels == ["x", "z"] and data.subset("test").captions == [["1a", "1b"], ["3a", "3b"]]
+
+
+def test_atomic_write_replaces_only_with_a_complete_file(tmp_path):
+    path = tmp_path / "out.json"
+    atomic_write_text(path, "old")
+
+    def torn(f):
+        f.write(b"half of the new")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, torn)
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temporary left
+    atomic_write(path, lambda f: f.write(b"new"), durable=True)
+    assert path.read_text() == "new"
+
+
+def test_image_output_names_the_bad_suffix_and_folder(tmp_path):
+    assert image_output(tmp_path / "a.JPG") == tmp_path / "a.JPG"
+    with pytest.raises(UserError, match=r"--out must end in \.png or \.jpg, not 'a\.gif'"):
+        image_output(tmp_path / "a.gif")
+    with pytest.raises(UserError, match="cannot write to folder"):
+        image_output(tmp_path / "missing" / "a.png")
+
+
+def test_checkpoint_names_are_parsed_in_one_place():
+    assert checkpoint_step("run/checkpoint-000123.pt") == 123
+    assert checkpoint_step("checkpoint-latest.pt") is None and checkpoint_step(".checkpoint-000004.pt.x1.tmp") is None
+
+
+def test_every_scheme_names_registered_losses():
+    assert all(name in LOSSES for scheme in SCHEMES.values() for name in scheme)
+    assert [s.n_outputs for s in SCHEMES.values()] == [1, 1, 1, 1, 1, 3]  # diverse draws 3 by default
+
+
+def test_list_metrics_prints_the_registry_with_its_descriptions(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", "--list-metrics"])
+    assert exit_.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(METRICS)
+    assert all(m.description in line for m, line in zip(METRICS.values(), lines))
+    assert default_metrics() == ("ssim", "fsim", "is", "fid", "variety")
+
+
+def test_a_choice_outside_its_registry_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--out", "x", "--scheme", "bogus"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("sdn: error:") and "unknown scheme 'bogus'; choose from image, stage1" in err[0]
+
+
+def test_the_presets_are_training_loops_and_the_clis_defaults():
+    signature = inspect.signature(training_loop).parameters
+    assert all(signature[f.name].default == getattr(PAPER, f.name) for f in dataclasses.fields(TrainingConfig))
+    # `sdn train` leaves these unset until it knows the method (the GAN baselines have their own)
+    deferred = {"batch_size", "lr", "stage1_epochs", "stage2_epochs"}
+    for command, preset, unset in ((["train", "--out", "x"], PAPER, deferred), (["demo"], PRESETS["demo"], set())):
+        args = vars(build_parser().parse_args(command))
+        wanted = {f.name: None if f.name in unset else getattr(preset, f.name) for f in dataclasses.fields(preset) if f.name in args}
+        assert {k: args[k] for k in wanted} == wanted
+        assert len(wanted) >= 20  # most settings are options
