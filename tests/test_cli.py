@@ -21,8 +21,14 @@ def demo_run(tmp_path_factory):
     from conftest import HashEncoder
     from sdn import text
 
+    from sdn import shape_classifier
+
     mp = MonkeyPatch()
     mp.setitem(text.TEXT_ENCODERS, HashEncoder.name, HashEncoder)
+    # The real shape classifier is tested in test_demo_metrics.py; here a one-epoch one in a private cache.
+    mp.setenv("SDN_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    quick = shape_classifier.train_shape_classifier
+    mp.setattr(shape_classifier, "train_shape_classifier", lambda: quick(epochs=1))
     try:
         assert main(["demo", "--out", str(out), "--stage1-epochs", "1", "--stage2-epochs", "1", *TINY]) == 0
     finally:
@@ -34,9 +40,20 @@ def test_demo_writes_grid_loss_plot_metrics_and_checkpoint(demo_run):
     for name in ("samples.png", "loss.png", "metrics.json", "checkpoint-latest.pt", "stats.jsonl"):
         assert (demo_run / name).stat().st_size > 0, name
     metrics = json.loads((demo_run / "metrics.json").read_text())
-    assert 0.0 <= metrics["colour_accuracy_test_unseen_pairs"] <= 1.0
-    assert metrics["details"]["test"]["colour_accuracy_of_real_images"] == 1.0
     assert metrics["test_images"] == 324 and metrics["config"]["teacher"] == "efficientnet-lite0"
+    assert metrics["real_unseen_pair_images"]["colour"] == metrics["real_unseen_pair_images"]["position"] == 1.0
+    for run in ("sdn", "image_baseline"):
+        for part in ("unseen_pairs", "training_pairs", "held_out_phrasings"):
+            details = metrics[run][part]["details"]
+            assert details["shape"]["images"] == (metrics["train_images"] if part == "training_pairs" else 324)
+            for k in ("colour", "shape", "position"):
+                assert metrics[run][part][k] == round(details[k][f"{k}_accuracy"], 4)
+    # the baseline is the image-space scheme at SDN's budget, in its own folder
+    sdn, baseline = (json.loads((folder / "generator.json").read_text()) for folder in (demo_run, demo_run / "baseline-image"))
+    assert baseline["scheme"] == "image" and sdn["scheme"] == "sdn" and baseline["step"] == sdn["step"] > 0
+    assert set(metrics["goals"]) == {"unseen_pairs/shape", "unseen_pairs/colour", "unseen_pairs/position", "held_out_phrasings/colour",
+                                     "held_out_phrasings/shape", "unseen_pairs/shape_over_image_baseline"}
+    assert metrics["colour_accuracy_test_unseen_pairs"] == metrics["sdn"]["unseen_pairs"]["colour"]
 
 
 def test_sample_draws_a_grid_for_typed_captions(demo_run, tmp_path):

@@ -98,3 +98,28 @@ def test_default_pairing_is_post_relu_for_vgg_and_pre_relu_for_signed_taps(tmp_p
     assert any((a < 0).any() for a in acts_pre)
     for a, b in zip(acts_post, acts_pre):
         assert torch.equal(a, b.clamp_min(0))
+
+
+@pytest.mark.parametrize("pair_preactivation", [True, False])
+def test_teacher_forced_steps_read_the_taps_not_the_step_above(pair_preactivation):
+    """Stage I with --stage1-inputs teacher: step j reads the ReLU of the tap its predecessor is paired
+    with, so only the fully connected part sees the caption and every other value is that step applied
+    to a tap."""
+    torch.manual_seed(0)
+    taps = teacher_taps("efficientnet-lite0")
+    g = Generator(taps, 32, text_dim=8, fc_dim=16, pair_preactivation=pair_preactivation)
+    tap_inputs = [torch.randn(2, t.channels, 32 // t.stride, 32 // t.stride) for t in taps]
+    text_a, text_b = torch.randn(2, 8), torch.randn(2, 8)
+    images_a, acts_a = g(text_a, tap_inputs=tap_inputs)
+    images_b, acts_b = g(text_b, tap_inputs=tap_inputs)
+    assert [a.shape for a in acts_a] == [a.shape for a in g(text_a)[1]]
+    torch.testing.assert_close(images_a, images_b)
+    for a, b in zip(acts_a[:-1], acts_b[:-1]):
+        torch.testing.assert_close(a, b)
+    assert not torch.allclose(acts_a[-1], acts_b[-1])  # the deepest value comes from the caption
+    out, pre = g.steps[-1](torch.relu(tap_inputs[0]))  # the image step reads the shallowest tap
+    torch.testing.assert_close(images_a.flatten(1, 2), out)
+    out, pre = g.steps[-2](torch.relu(tap_inputs[1]))
+    torch.testing.assert_close(acts_a[0], pre if pair_preactivation else out)
+    # Drawing (no taps) depends on the caption everywhere.
+    assert not torch.allclose(g(text_a)[0], g(text_b)[0])

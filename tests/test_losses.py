@@ -103,3 +103,29 @@ def test_diverse_mean_weight_zero_is_the_pure_minimum_of_eqs_4_5():
     assert images.grad[0, 1].abs().sum() == 0  # the worse output gets no gradient at all
     crn = ImageLoss([], pixel_weight=1.0, diverse_mean_weight=0.001).compare(real=real, images=images.detach())[0]
     assert crn.item() == pytest.approx(0.2 + 0.001 * 0.4)
+
+
+@pytest.mark.parametrize("inputs", ["teacher", "both"])
+def test_stage1_with_teacher_inputs_runs_g_on_the_taps_of_the_real_images(inputs):
+    """--stage1-inputs teacher: the loss of G's steps applied to the teacher's (scaled) taps of the real
+    image; both: that plus the paper's free-running Stage I loss."""
+    from sdn.generator import Generator
+    from sdn.teachers import build_teacher
+
+    torch.manual_seed(0)
+    teacher = build_teacher("efficientnet-lite0", init="random", resolution=32)
+    g = Generator(teacher.taps, 32, text_dim=8, fc_dim=16)
+    real, text = torch.rand(2, 3, 32, 32), torch.randn(2, 8)
+    scales = torch.rand(len(teacher.taps)) + 0.5
+    weights = torch.full((len(teacher.taps),), 1 / len(teacher.taps))
+    loss, _ = Stage1Loss(weights, 2.0, tap_scales=scales, inputs=inputs)(g, teacher, real, text)
+    paper = Stage1Loss(weights, 2.0, tap_scales=scales)
+    with torch.no_grad():
+        feats = teacher(real)
+    forced_images, forced_acts = g(text, tap_inputs=paper.scaled(feats))
+    expected = paper.compare(real=real, images=forced_images, real_feats=feats, generator_acts=forced_acts)[0]
+    if inputs == "both":
+        expected = expected + paper(g, teacher, real, text)[0]
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert all(p.grad is not None for p in g.parameters())

@@ -42,6 +42,17 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
                    help="inverse-mean (default): each tap divided by its mean |activation| on real images, taps weighted alike; equal: the paper's raw sum")
     g.add_argument("--pixel-weight", type=float, default=c.pixel_weight,
                    help="weight of the image L1 term (the demo's default keeps the colour signal, which the teacher taps barely carry, from being drowned)")
+    g.add_argument("--stage2-pixel-weight", type=float, default=c.stage2_pixel_weight,
+                   help="weight of the image L1 term in the second stage of sdn/diverse (default: --pixel-weight)")
+    g.add_argument("--tap-profile", default=c.tap_profile,
+                   help="how the tap weights spread over the taps: flat (alike, the paper), mid (favours mid-level taps), "
+                        "or one number per tap, comma-separated")
+    g.add_argument("--teacher-input-size", type=int, default=c.teacher_input_size, metavar="PX",
+                   help="the teacher looks at images up-sampled to PX (a multiple of 32), its taps pooled back to the "
+                        "image size's shapes (default: the image size, the paper)")
+    g.add_argument("--stage1-inputs", default=c.stage1_inputs, choices=r.stage1_inputs,
+                   help="what G's steps read in Stage I: generator (the step above, the paper), teacher (the teacher's tap "
+                        "of the real image that the step above is paired with), both (the two losses added)")
     g.add_argument("--pairing", choices=["auto", "pre-relu", "post-relu"], default="auto",
                    help="Stage I: compare G's pre- or post-ReLU values with the taps; auto (default): post-ReLU for VGG "
                         "(the authors'), pre-ReLU for teachers with signed taps (EfficientNet)")
@@ -79,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="train on built-in coloured-shape data and draw unseen captions (under 10 minutes on 2 CPU cores)")
     p.add_argument("--out", default="runs/demo", help="output folder")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false",
+                   help="skip the image-space baseline (--scheme image at the same budget) trained and scored beside SDN")
     _add_training_args(p, demo=True)
     p.set_defaults(func=commands.cmd_demo)
 

@@ -28,7 +28,7 @@ def registries():
     `sdn sample` must not load (tests/test_startup.py)."""
     from sdn.baselines import METHODS
     from sdn.classifiers import CLASSIFIERS
-    from sdn.losses import REDUCTIONS, TAP_WEIGHTS
+    from sdn.losses import REDUCTIONS, STAGE1_INPUTS, TAP_WEIGHTS
     from sdn.optim import ADAM_CHOICES
     from sdn.readers import READERS
     from sdn.schemes import SCHEMES
@@ -39,7 +39,7 @@ def registries():
     return argparse.Namespace(
         methods=["sdn", *METHODS], classifiers=CLASSIFIERS, reductions=REDUCTIONS, tap_weights=TAP_WEIGHTS, adam=ADAM_CHOICES,
         schemes=SCHEMES, datasets=list(READERS), teachers=TEACHERS, teacher_inits=TEACHER_INITS, poolings=POOLINGS,
-        text_encoders=TEXT_ENCODERS, precisions=PRECISIONS,
+        text_encoders=TEXT_ENCODERS, precisions=PRECISIONS, stage1_inputs=STAGE1_INPUTS,
     )
 
 

@@ -17,7 +17,8 @@ def _training_kwargs(a) -> dict:
         batch_size=a.batch_size, lr=a.lr, fc_dim=a.fc_dim,
         pair_preactivation={"auto": None, "pre-relu": True, "post-relu": False}[a.pairing],
         tap_weights=a.tap_weights, loss_reduction=a.loss_reduction, pixel_weight=a.pixel_weight,
-        diverse_mean_weight=a.diverse_mean_weight,
+        diverse_mean_weight=a.diverse_mean_weight, stage2_pixel_weight=a.stage2_pixel_weight, tap_profile=a.tap_profile,
+        teacher_input_size=a.teacher_input_size, stage1_inputs=a.stage1_inputs,
         precision=a.precision, channels_last=a.channels_last, device=a.device, progress=a.progress,
         adam=a.adam, compile=a.compile, grad_checkpointing=a.grad_checkpointing,
         teacher_fusion=a.teacher_fusion, fused_l1=a.fused_l1, matmul_convs=a.matmul_convs, retain_freed_memory=a.retain_freed_memory,
@@ -44,9 +45,16 @@ def cmd_demo(a) -> None:
     from sdn.teachers import check_resolution
 
     check_resolution(a.size)
-    report = run_demo(a.out, resolution=a.size, seed=a.seed, **_training_kwargs(a))
-    print(f"colour accuracy on unseen colour-shape pairs: {report['colour_accuracy_test_unseen_pairs']:.1%} "
-          f"(train pairs {report['colour_accuracy_train']:.1%}); wall time {report['wall_seconds']:.0f} s")
+    report = run_demo(a.out, resolution=a.size, seed=a.seed, baseline=a.baseline, **_training_kwargs(a))
+    runs = [r for r in ("sdn", "image_baseline") if r in report]
+    print(f"{'accuracy':<24}" + "".join(f"{r.replace('_', ' '):>30}" for r in runs))
+    for part in ("unseen_pairs", "training_pairs", "held_out_phrasings"):
+        cells = ["  ".join(f"{k[0]} {report[r][part][k]:6.1%}" for k in ("colour", "shape", "position")) for r in runs]
+        print(f"{part.replace('_', ' '):<24}" + "".join(f"{c:>30}" for c in cells))
+    print("(c colour, s shape, p position; real unseen-pair images: shape classifier "
+          f"{report['real_unseen_pair_images']['shape_classifier_accuracy']:.1%})")
+    missed = [k for k, g in report["goals"].items() if not g["met"]]
+    print("goals of issue 12: " + ("all met" if not missed else "missed " + ", ".join(missed)) + f"; wall time {report['wall_seconds']:.0f} s")
     print(f"wrote {a.out}/samples.png, loss.png, metrics.json, checkpoints, generator.safetensors")
 
 

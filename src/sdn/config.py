@@ -29,6 +29,15 @@ class TrainingConfig:
     loss_reduction: str = "mean"  # each L1 term over an image's elements: "mean" (a term's size is
     # independent of the tap's shape) or "sum" (the paper's plain ||.||_1, which weighs big taps more)
     pixel_weight: float = 1.0  # weight of the image-space L1 term
+    stage2_pixel_weight: float | None = None  # the image term's weight in the second part of a two-loss
+    # scheme (sdn, diverse); None = pixel_weight
+    tap_profile: str = "flat"  # how the tap weights spread over the taps: "flat" (alike, the paper), "mid"
+    # (favours mid-level taps) or one number per tap (sdn.teacher_views.tap_weight_profile)
+    teacher_input_size: int | None = None  # the teacher sees images up-sampled to this size, its taps
+    # area-pooled back to their shapes at the image size (sdn.teacher_views); None = the image size (the paper)
+    stage1_inputs: str = "generator"  # what G's steps read in Stage I: "generator" (the step above, the
+    # paper), "teacher" (the teacher's tap of the real image paired with the step above, so every layer
+    # learns its own step of inverting the teacher at once), "both" (the two losses added)
     diverse_mean_weight: float = 0.001  # CRN's small share of the mean over the n outputs (0: the
     # paper's pure minimum, eqs. 4-5)
     precision: str = "bf16"  # "bf16" autocast (AMX on CPU, tensor cores on CUDA) or "fp32"

@@ -136,12 +136,24 @@ class Generator(nn.Module):
         self.text_mean.copy_(embeddings.mean(0))
         self.text_std.copy_(embeddings.std(0).clamp_min(1e-6))
 
-    def forward(self, text: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, text: torch.Tensor, tap_inputs: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """tap_inputs: None (drawing: each step reads the previous step's output), or the teacher's taps
+        of the real images (shallow -> deep, in the units the loss compares them in): each step then
+        reads the ReLU of the tap its predecessor is paired with ("teacher-forced" Stage I, so every
+        layer learns its own step of inverting the teacher at once instead of waiting for the layers
+        above it to carry the caption's content)."""
         # Standardised in fp32 whatever the weights' type: bf16 would blur captions whose vectors are close.
         x = ((text.float() - self.text_mean.float()) / self.text_std.float()).to(self.fc[0].weight.dtype)
         pre = self.fc(x).view(-1, *self.top_shape)
         x = F.relu(pre)
         acts = [pre if self.pair_preactivation else x]  # paired with the deepest tap
+        if tap_inputs is not None:
+            n = len(tap_inputs)
+            for j, step in enumerate(self.steps):
+                x, pre = step(F.relu(tap_inputs[n - 1 - j]).to(x.dtype))
+                acts.append(pre if self.pair_preactivation else x)
+            acts.pop()
+            return x.unflatten(1, (self.n_outputs, 3)), acts[::-1]
         for group in self.groups:
             if self.grad_checkpointing and torch.is_grad_enabled():
                 x, group_acts = checkpoint(self._run_group, group, x, use_reentrant=False)

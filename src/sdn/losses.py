@@ -35,6 +35,7 @@ from sdn.utils import autocast
 
 REDUCTIONS = ("mean", "sum")  # see the module's docstring
 TAP_WEIGHTS = ("inverse-mean", "equal")  # how training_loop weighs the teacher's taps (see its tap_weights)
+STAGE1_INPUTS = ("generator", "teacher", "both")  # what G's steps read in Stage I (see Stage1Loss)
 
 
 def l1_per_image(a: torch.Tensor, b: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -154,9 +155,32 @@ class ImageLoss(_Weighted):
 
 
 class Stage1Loss(_Weighted):
-    """Eq. 1 (eq. 4 when n > 1): teacher taps of the real image vs the generator's own activations."""
+    """Eq. 1 (eq. 4 when n > 1): teacher taps of the real image vs the generator's own activations.
+
+    inputs: "generator" (the paper: each step of G reads the step above it), "teacher" (each step reads
+    the teacher's tap of the real image that the step above is paired with, so every layer learns its
+    own step of inverting the teacher at once; see Generator.forward), or "both" (the two losses added;
+    the terms logged are the free-running ones)."""
 
     teacher_on_real = True
+
+    def __init__(self, *args, inputs: str = "generator", **kwargs):
+        super().__init__(*args, **kwargs)
+        assert inputs in STAGE1_INPUTS
+        self.inputs = inputs
+
+    def __call__(self, generator, teacher, real, text, precision="fp32"):
+        if self.inputs == "generator":
+            return super().__call__(generator, teacher, real, text, precision)
+        with autocast(real.device, precision):
+            with torch.no_grad():
+                real_feats = teacher(real)
+            images, acts = generator(text, tap_inputs=self.scaled(real_feats))
+        loss, terms = self.compare(real=real, images=images, real_feats=real_feats, generator_acts=acts)
+        if self.inputs == "both":
+            free_loss, terms = super().__call__(generator, teacher, real, text, precision)
+            loss = loss + free_loss
+        return loss, terms
 
     def compare(self, real, images, real_feats, generator_acts, **_):
         if self.fused_l1:

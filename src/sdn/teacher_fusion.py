@@ -37,7 +37,12 @@ from sdn.utils import LITE_INPUT_CENTRE, LITE_INPUT_SCALE
 
 def fuse_teacher(teacher: Teacher, precision: str) -> Teacher:
     """A frozen copy of `teacher` for training steps in `precision` ("bf16" or "fp32")."""
+    from sdn.teacher_views import ResizedInputTeacher
+
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    if isinstance(teacher, ResizedInputTeacher):  # the view stays, the network inside it is fused
+        return ResizedInputTeacher(fuse_teacher(teacher.inner, precision), teacher.tap_sizes[0] * teacher.taps[0].stride,
+                                   teacher.input_size).freeze()
     if isinstance(teacher, EfficientNetTeacher):
         fused = FusedEfficientNetTeacher(teacher, dtype)
     elif isinstance(teacher, VGGTeacher):

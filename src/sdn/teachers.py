@@ -218,7 +218,7 @@ def teacher_taps(name: str) -> tuple[Tap, ...]:
 
 
 def build_teacher(name: str = "vgg19", weights: str | None = None, init: str = "pretrained", pooling: str = "avg",
-                  resolution: int = 224) -> Teacher:
+                  resolution: int = 224, input_size: int | None = None) -> Teacher:
     """Build a frozen teacher.
 
     name: a key of TEACHERS.
@@ -227,6 +227,8 @@ def build_teacher(name: str = "vgg19", weights: str | None = None, init: str = "
     init: "pretrained", or "random" for tests only: a random teacher makes Stage I ignore the caption.
     pooling: "avg" (the authors' choice) or "max" (VGG's own) for the VGG teachers.
     resolution: input size in pixels, a multiple of 32.
+    input_size: None, or the size the teacher looks at the images in (up-sampled), its taps pooled
+        back to their shapes at `resolution` (see sdn.teacher_views.ResizedInputTeacher).
     """
     taps = teacher_taps(name)
     if init not in TEACHER_INITS:
@@ -237,8 +239,13 @@ def build_teacher(name: str = "vgg19", weights: str | None = None, init: str = "
     if init == "random":
         warnings.warn("teacher has RANDOM weights (--teacher-init random): for tests only; a random teacher makes "
                       "Stage I distillation ignore the caption", stacklevel=2)
-    teacher = TEACHERS[name].build(weights, init, pooling, resolution)
+    from sdn.teacher_views import ResizedInputTeacher, check_input_size
+
+    check_input_size(input_size, resolution)
+    teacher = TEACHERS[name].build(weights, init, pooling, input_size or resolution)
     assert teacher.taps == taps
+    if input_size not in (None, resolution):
+        teacher = ResizedInputTeacher(teacher, resolution, input_size)
     return teacher.freeze()
 
 

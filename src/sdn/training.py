@@ -28,6 +28,7 @@ from sdn.resume import find_resume_checkpoint, resume_position, rng_states, set_
 from sdn.run_log import RunLog
 from sdn.schemes import SCHEMES
 from sdn.teacher_fusion import fuse_teacher
+from sdn.teacher_views import tap_weight_profile
 from sdn.teachers import build_teacher
 from sdn.text import TextEncoder, build_text_encoder
 from sdn.training_settings import check_training_arguments, training_config
@@ -54,6 +55,10 @@ def training_loop(
     tap_weights: str = PAPER.tap_weights,
     loss_reduction: str = PAPER.loss_reduction,
     pixel_weight: float = PAPER.pixel_weight,
+    stage2_pixel_weight: float | None = PAPER.stage2_pixel_weight,
+    tap_profile: str = PAPER.tap_profile,
+    teacher_input_size: int | None = PAPER.teacher_input_size,
+    stage1_inputs: str = PAPER.stage1_inputs,
     diverse_mean_weight: float = PAPER.diverse_mean_weight,
     precision: str = PAPER.precision,
     channels_last: bool = PAPER.channels_last,
@@ -107,7 +112,8 @@ def training_loop(
     optimizer = make_adam(generator.parameters(), lr, adam)
     state = _start(a, ckpt, generator, optimizer, teacher_net, train, embeddings, dev, world)
     distributed.broadcast_parameters(generator, world)
-    losses = {name: LOSSES[name](state.tap_weights, pixel_weight, diverse_mean_weight, state.tap_scales, loss_reduction, fused_l1=fused_l1)
+    losses = {name: LOSSES[name](state.tap_weights, _pixel_weight(a, name), diverse_mean_weight, state.tap_scales, loss_reduction,
+                                 fused_l1=fused_l1, **({"inputs": stage1_inputs} if name == "stage1" else {}))
               for name in dict.fromkeys(SCHEMES[scheme])}
     _train_epochs(a, config, state, generator, teacher_net, optimizer, losses, train, embeddings, dev, world, budget, ckpt is not None)
     if world.is_main:
@@ -117,9 +123,17 @@ def training_loop(
     return files[0] if files else run_dir / LATEST
 
 
+def _pixel_weight(a: SimpleNamespace, loss_name: str) -> float:
+    """The image term's weight in the loss named `loss_name`: stage2_pixel_weight in the second part of
+    a scheme with two different losses, pixel_weight everywhere else."""
+    first, second = SCHEMES[a.scheme]
+    return a.stage2_pixel_weight if a.stage2_pixel_weight is not None and loss_name == second != first else a.pixel_weight
+
+
 def _build_networks(a: SimpleNamespace, config: dict, ckpt: dict | None, train: CaptionedImages, dev: torch.device):
     """(teacher, generator, caption embeddings of the train split), as the settings ask."""
-    teacher_net = build_teacher(a.teacher, a.teacher_weights, a.teacher_init, a.teacher_pooling, config["resolution"]).to(dev)
+    teacher_net = build_teacher(a.teacher, a.teacher_weights, a.teacher_init, a.teacher_pooling, config["resolution"],
+                                a.teacher_input_size).to(dev)
     encoder = a.text_encoder_instance or build_text_encoder(a.text_encoder)
     config["text_dim"] = encoder.dim
     if ckpt is not None:
@@ -167,9 +181,9 @@ def _start(a, ckpt, generator, optimizer, teacher_net, train, embeddings, dev, w
         # Sample a fixed subset: the scales are typical sizes, not exact statistics.
         sample = train.images[torch.randperm(len(train), generator=torch.Generator().manual_seed(a.seed))[:512]]
         scales = tap_mean_activations(teacher_net, sample, dev, a.precision)
-        weights = torch.full((len(teacher_net.taps),), 1 / len(teacher_net.taps))
+        weights = tap_weight_profile(a.tap_profile, teacher_net.taps)
     else:
-        scales, weights = None, torch.ones(len(teacher_net.taps))
+        scales, weights = None, tap_weight_profile(a.tap_profile, teacher_net.taps) * len(teacher_net.taps)
     return _State(0, [], 0, 0, 0, weights, scales)
 
 

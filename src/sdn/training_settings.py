@@ -9,7 +9,9 @@ from sdn.errors import UserError
 from sdn.losses import REDUCTIONS, TAP_WEIGHTS
 from sdn.optim import check_adam
 from sdn.schemes import SCHEMES
-from sdn.teachers import default_pair_preactivation
+from sdn.losses import STAGE1_INPUTS
+from sdn.teacher_views import tap_weight_profile
+from sdn.teachers import default_pair_preactivation, teacher_taps
 from sdn.utils import check_precision
 
 
@@ -26,6 +28,9 @@ def check_training_arguments(a: SimpleNamespace) -> None:
     if a.pair_preactivation is None:
         a.pair_preactivation = default_pair_preactivation(a.teacher)
     check_precision(a.precision)
+    if a.stage1_inputs not in STAGE1_INPUTS:
+        raise UserError(f"--stage1-inputs must be one of {', '.join(STAGE1_INPUTS)}, not {a.stage1_inputs!r}")
+    tap_weight_profile(a.tap_profile, teacher_taps(a.teacher))  # a bad profile fails before anything slow
     check_adam(a.adam)
     a.n_outputs = a.n_outputs or SCHEMES[a.scheme].n_outputs
     if SCHEMES[a.scheme].n_outputs > 1 and a.n_outputs < 2:
@@ -49,7 +54,8 @@ def training_config(a: SimpleNamespace, resolution: int) -> dict:
         pair_preactivation=a.pair_preactivation,
         stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs, batch_size=a.batch_size, lr=a.lr,
         tap_weights=a.tap_weights, loss_reduction=a.loss_reduction, pixel_weight=a.pixel_weight,
-        diverse_mean_weight=a.diverse_mean_weight, precision=a.precision, channels_last=a.channels_last, seed=a.seed,
+        diverse_mean_weight=a.diverse_mean_weight, stage2_pixel_weight=a.stage2_pixel_weight, tap_profile=a.tap_profile,
+        teacher_input_size=a.teacher_input_size, stage1_inputs=a.stage1_inputs, precision=a.precision, channels_last=a.channels_last, seed=a.seed,
         adam=a.adam, compile=a.compile, grad_checkpointing=a.grad_checkpointing,
         teacher_fusion=a.teacher_fusion, fused_l1=a.fused_l1, matmul_convs=a.matmul_convs, retain_freed_memory=a.retain_freed_memory,
     )

@@ -1,0 +1,74 @@
+"""One lever of the demo, measured: train on the built-in data with the demo's settings plus the
+given changes, for at most --seconds of wall time, then score colour, shape and position on unseen
+pairs, training pairs and held-out phrasings (sdn.demo_scores) and append one JSON line.
+
+    OMP_NUM_THREADS=1 python benchmarks/demo_levers.py default
+    OMP_NUM_THREADS=1 python benchmarks/demo_levers.py image-only --set scheme=image
+    OMP_NUM_THREADS=1 python benchmarks/demo_levers.py s1-both --set stage1_inputs=both pixel_weight=5 stage2_pixel_weight=50
+
+Two runs side by side with one thread each use a 2-core machine fully; a lever's figures are
+compared only with runs of the same budget (epochs), and --seconds only guards the wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from sdn.checkpoint import generator_from_checkpoint, load_checkpoint
+from sdn.config import preset_kwargs
+from sdn.demo import _two_per_pair
+from sdn.demo_data import make_demo_data
+from sdn.demo_scores import score_generator
+from sdn.plots import captioned_grid
+from sdn.shape_classifier import load_or_train
+from sdn.text import build_text_encoder
+from sdn.training import training_loop
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("name", help="the row's name (also its run folder)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="training_loop settings changed from the demo preset")
+    p.add_argument("--seconds", type=float, default=600, help="wall-time guard of the training")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs", default="runs/demo-levers", help="folder of the run folders")
+    p.add_argument("--results", default="benchmarks/results/demo-levers.jsonl")
+    a = p.parse_args()
+    changes = {k: _value(v) for k, v in (s.split("=", 1) for s in a.set)}
+    settings = {k: v for k, v in preset_kwargs("demo").items() if k not in ("seed", "checkpoint_every")}
+    settings.update(changes)
+    out = Path(a.runs) / a.name
+    data = make_demo_data(64, a.seed)
+    encoder = build_text_encoder(settings.pop("text_encoder"))
+    classifier, _ = load_or_train()
+    started = time.perf_counter()
+    path = training_loop(data, out, seed=a.seed, progress=False, text_encoder_instance=encoder, overwrite=True,
+                         max_seconds=a.seconds, checkpoint_every=None, **settings)
+    seconds = time.perf_counter() - started
+    ckpt = load_checkpoint(path)
+    results, drawn = score_generator(generator_from_checkpoint(ckpt), encoder, data, classifier, a.seed, ckpt["config"]["precision"])
+    test = data.subset("test")
+    pick = _two_per_pair(test.attributes)
+    captioned_grid([("real", test.images[pick].float() / 255), ("drawn", drawn[pick, 0])], [test.captions[i][0] for i in pick],
+                   out / "samples.png", title=f"{a.name}: unseen pairs")
+    epochs = ckpt["step"] * settings["batch_size"] / len(data.subset("train"))
+    row = {"name": a.name, "changes": changes, "seed": a.seed, "train_seconds": round(seconds), "steps": ckpt["step"],
+           "epochs": round(epochs, 1), **{f"{part}/{m}": results[part][m] for part in results for m in ("colour", "shape", "position")}}
+    print(json.dumps(row))
+    Path(a.results).parent.mkdir(parents=True, exist_ok=True)
+    with open(a.results, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
