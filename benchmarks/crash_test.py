@@ -49,8 +49,9 @@ class HashEncoder:
 
 
 def child_main(argv: list[str]) -> int:
-    from sdn import demo_data, text
     from sdn.cli import main
+    from sdn.data import demo_data
+    from sdn.networks import text
 
     text.TEXT_ENCODERS[HashEncoder.name] = HashEncoder
     every = int(os.environ.get("SDN_CRASH_TEST_DEMO_EVERY", "1"))
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.demo_every > 1 and a.text_encoder != HashEncoder.name:
         p.error("--demo-every works with the hash text encoder only")
 
-    from sdn.checkpoint import checkpoint_files, load_checkpoint
+    from sdn.training.checkpoint import checkpoint_files, load_checkpoint
 
     wall = time.perf_counter()
     work = Path(a.out)

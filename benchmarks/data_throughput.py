@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from sdn.cache import load_cache, load_image, prepare
+from sdn.data.cache import load_cache, load_image, prepare
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
 """One lever of the demo, measured: train on the built-in data with the demo's settings plus the
 given changes, for at most --seconds of wall time, then score colour, shape and position on unseen
-pairs, training pairs and held-out phrasings (sdn.demo_scores) and append one JSON line.
+pairs, training pairs and held-out phrasings (sdn.evaluation.demo_scores) and append one JSON line.
 
     OMP_NUM_THREADS=1 python benchmarks/demo_levers.py default
     OMP_NUM_THREADS=1 python benchmarks/demo_levers.py image-only --set scheme=image
@@ -17,15 +17,15 @@ import json
 import time
 from pathlib import Path
 
-from sdn.checkpoint import generator_from_checkpoint, load_checkpoint
-from sdn.config import preset_kwargs
+from sdn.data.demo_data import make_demo_data
 from sdn.demo import _two_per_pair
-from sdn.demo_data import make_demo_data
-from sdn.demo_scores import score_generator
-from sdn.plots import captioned_grid
-from sdn.shape_classifier import load_or_train
-from sdn.text import build_text_encoder
-from sdn.training import training_loop
+from sdn.evaluation.demo_scores import score_generator
+from sdn.evaluation.plots import captioned_grid
+from sdn.networks.shape_classifier import load_or_train
+from sdn.networks.text import build_text_encoder
+from sdn.training.checkpoint import generator_from_checkpoint, load_checkpoint
+from sdn.training.config import preset_kwargs
+from sdn.training.loop import training_loop
 
 
 def _value(text: str):

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from sdn.classifiers import FidInception, build_classifier, extract
-from sdn.data import CaptionedImages
-from sdn.evaluation import draw_all
-from sdn.generator import Generator
-from sdn.metrics import METRICS, EvalContext
-from sdn.teachers import teacher_taps
+from sdn.data.captioned_images import CaptionedImages
+from sdn.evaluation.evaluate import draw_all
+from sdn.evaluation.metrics import METRICS, EvalContext
+from sdn.networks.classifiers import FidInception, build_classifier, extract
+from sdn.networks.generator import Generator
+from sdn.networks.teachers import teacher_taps
 
 
 def timed(fn):
@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     a = ap.parse_args()
     if Path(a.cache, "meta.json").is_file():
-        from sdn.cache import load_cache
+        from sdn.data.cache import load_cache
 
         data = load_cache(a.cache, "all-minilm-l6-v2").subset("test")
         source = f"{a.cache} (test split)"

@@ -36,9 +36,9 @@ CAPTIONS = ["a flower with bright red petals", "this flower has large yellow pet
 
 
 def untrained_model(folder: Path, teacher: str, fc_dim: int, size: int) -> Path:
-    from sdn.checkpoint import export_generator
-    from sdn.generator import Generator
-    from sdn.teachers import teacher_taps
+    from sdn.networks.generator import Generator
+    from sdn.networks.teachers import teacher_taps
+    from sdn.training.checkpoint import export_generator
 
     config = {"teacher": teacher, "resolution": size, "text_encoder": "all-minilm-l6-v2", "text_dim": 384,
               "fc_dim": fc_dim, "n_outputs": 1, "precision": "fp32", "step": 0}

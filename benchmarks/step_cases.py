@@ -22,17 +22,17 @@ SPEED_SWITCHES = ("teacher_fusion", "fused_l1", "matmul_convs", "retain_freed_me
 
 
 def training_defaults() -> dict:
-    from sdn.training import training_loop
+    from sdn.training.loop import training_loop
 
     return {k: p.default for k, p in inspect.signature(training_loop).parameters.items()}
 
 
 def build_networks(spec: dict, switches: dict, dev: torch.device):
     """(teacher, generator, memory format) as `sdn train` builds them with these switches."""
-    from sdn.generator import Generator
-    from sdn.host_memory import retain_freed_memory
-    from sdn.teacher_fusion import fuse_teacher
-    from sdn.teachers import build_teacher
+    from sdn.networks.generator import Generator
+    from sdn.training.host_memory import retain_freed_memory
+    from sdn.networks.teacher_fusion import fuse_teacher
+    from sdn.networks.teachers import build_teacher
 
     d = training_defaults()
     if switches["retain_freed_memory"] and dev.type == "cpu":
@@ -65,11 +65,11 @@ def make_train_step(spec: dict, dev: torch.device):
     """-> (step() returning the loss, eager_step, precision) along spec["path"]: "naive", "switches off"
     (sdn train's defaults with the four speed switches off: the path before them), "sdn train", or
     "sdn train --no-<switch>" (every default but that one switch)."""
-    from sdn.losses import Stage1Loss, Stage2Loss
-    from sdn.teachers import build_teacher
-    from sdn.optim import make_adam
-    from sdn.batches import host_to_device
-    from sdn.training_step import tap_mean_activations, train_step
+    from sdn.training.losses import Stage1Loss, Stage2Loss
+    from sdn.networks.teachers import build_teacher
+    from sdn.training.optim import make_adam
+    from sdn.data.batches import host_to_device
+    from sdn.training.step import tap_mean_activations, train_step
 
     d = training_defaults()
     size, batch, stage = spec["size"], spec["batch"], spec["stage"]
@@ -80,7 +80,7 @@ def make_train_step(spec: dict, dev: torch.device):
     text = torch.randn(batch, TEXT_DIM)
     if spec["path"] == "naive":
         torch.manual_seed(0)
-        from sdn.generator import Generator
+        from sdn.networks.generator import Generator
 
         teacher = build_teacher(spec["teacher"], None, INIT[spec["teacher"]], d["teacher_pooling"], size).to(dev)
         generator = Generator(teacher.taps, size, TEXT_DIM, FC_DIM[spec["teacher"]]).to(dev)
@@ -198,9 +198,9 @@ def run_roofline_case(spec: dict) -> dict:
 
 
 def run_sample_case(spec: dict) -> dict:
-    from sdn.generator import Generator
+    from sdn.networks.generator import Generator
     from sdn.sampling import Sampler
-    from sdn.teachers import teacher_taps
+    from sdn.networks.teachers import teacher_taps
 
     dev, size, batch = torch.device(spec["device"]), spec["size"], spec["batch"]
     torch.manual_seed(0)

@@ -12,7 +12,7 @@ case in a fresh process (its peak memory and allocator settings are its own):
 - naive: a straightforward port. fp32, eager, NCHW, for-loop Adam, and a teacher loaded but never
   frozen, so its pass on the real images records an autograd graph through its weights and the
   backward pass computes teacher weight gradients nobody uses.
-- switches off: `sdn.training_step.train_step` with `training_loop`'s defaults (bf16 autocast,
+- switches off: `sdn.training.step.train_step` with `training_loop`'s defaults (bf16 autocast,
   channels-last, fused Adam, one teacher pass on the real images without autograd) but the four speed
   switches off (--no-teacher-fusion --no-fused-l1 --no-matmul-convs --no-retain-freed-memory): the
   default path before them.

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sdn import text
+from sdn.networks import text
 
 OXFORD = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "oxford102"
 
@@ -52,9 +52,9 @@ def fit_colour_model(out: Path, seed: int = 0, steps: int = 60) -> Path:
     """A tiny 32-px generator fitted (pixel L1, a few seconds) to draw each colour word of
     ColourEncoder as a plain field of that colour, grey for none; exported as generator.safetensors.
     It shows that a caption reaches the model and its drawing comes back, not image quality."""
-    from sdn.checkpoint import export_generator
-    from sdn.generator import Generator
-    from sdn.teachers import teacher_taps
+    from sdn.networks.generator import Generator
+    from sdn.networks.teachers import teacher_taps
+    from sdn.training.checkpoint import export_generator
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a busy 2-core machine: one thread is several times faster for so small a net

@@ -14,8 +14,8 @@ from sdn.baselines.losses import matching_aware_d_loss, mismatched_indices
 from sdn.baselines.networks import GanIntClsGenerator, MatchingDiscriminator, StackGanStage1Generator, kl_divergence
 from sdn.baselines.noise import fixed_noise
 from sdn.baselines.step import GanSettings, StepInputs, gan_step
-from sdn.checkpoint import generator_from_checkpoint, load_checkpoint
-from sdn.collapse import variety_report
+from sdn.training.checkpoint import generator_from_checkpoint, load_checkpoint
+from sdn.evaluation.collapse import variety_report
 from sdn.sampling import Sampler
 
 
@@ -248,10 +248,10 @@ def test_a_non_finite_discriminator_loss_skips_only_its_update(monkeypatch):
 
 
 def test_checkpoints_without_a_method_are_sdn_ones():
-    from sdn.checkpoint import check_compatible
+    from sdn.training.checkpoint import check_compatible
     from sdn.errors import UserError
-    from sdn.generator import Generator
-    from sdn.teachers import teacher_taps
+    from sdn.networks.generator import Generator
+    from sdn.networks.teachers import teacher_taps
 
     old = {"teacher": "efficientnet-lite0", "resolution": 32, "text_dim": 16, "fc_dim": 8, "n_outputs": 1}  # written before "method"
     state = Generator(teacher_taps("efficientnet-lite0"), 32, 16, 8).state_dict()
@@ -264,8 +264,8 @@ def test_checkpoints_without_a_method_are_sdn_ones():
 def test_an_sdn_run_saved_before_methods_existed_resumes(tmp_path, tiny_data):
     from test_training import TINY
 
-    from sdn.checkpoint import atomic_save, checkpoint_files
-    from sdn.training import training_loop
+    from sdn.training.checkpoint import atomic_save, checkpoint_files
+    from sdn.training.loop import training_loop
 
     training_loop(tiny_data, tmp_path, **{**TINY, "stage1_epochs": 1, "stage2_epochs": 0})
     for path in checkpoint_files(tmp_path):

@@ -19,9 +19,9 @@ def demo_run(tmp_path_factory):
     from _pytest.monkeypatch import MonkeyPatch
 
     from conftest import HashEncoder
-    from sdn import text
+    from sdn.networks import text
 
-    from sdn import shape_classifier
+    from sdn.networks import shape_classifier
 
     mp = MonkeyPatch()
     mp.setitem(text.TEXT_ENCODERS, HashEncoder.name, HashEncoder)

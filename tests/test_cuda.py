@@ -16,10 +16,10 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from sdn.checkpoint import generator_from_checkpoint, load_checkpoint
-from sdn.demo_data import make_demo_data
-from sdn.batches import host_to_device
-from sdn.training import training_loop
+from sdn.training.checkpoint import generator_from_checkpoint, load_checkpoint
+from sdn.data.demo_data import make_demo_data
+from sdn.data.batches import host_to_device
+from sdn.training.loop import training_loop
 
 pytestmark = pytest.mark.cuda
 DRY_RUN = os.environ.get("SDN_GPU_CHECK_DRY_RUN") == "1"
@@ -78,9 +78,9 @@ def test_a_resumed_gpu_run_continues_where_it_stopped(tmp_path, data, device):
 
 
 def test_sampling_on_the_gpu_draws_what_the_cpu_draws(device):
-    from sdn.generator import Generator
+    from sdn.networks.generator import Generator
     from sdn.sampling import Sampler
-    from sdn.teachers import teacher_taps
+    from sdn.networks.teachers import teacher_taps
 
     torch.manual_seed(0)
     generator = Generator(teacher_taps("vgg19"), 64, 16, 32)
@@ -96,7 +96,7 @@ def _classifiers(tmp_path) -> dict:
     weights written to a file, loaded through the real path); the others if their package is there."""
     import torchvision
 
-    from sdn.classifiers import FidInception, InceptionV3Classifier, build_classifier
+    from sdn.networks.classifiers import FidInception, InceptionV3Classifier, build_classifier
 
     path = tmp_path / "inception.pth"
     torch.manual_seed(0)
@@ -110,7 +110,7 @@ def _classifiers(tmp_path) -> dict:
 
 
 def test_evaluation_features_on_the_gpu_match_the_cpu(tmp_path, data, device):
-    from sdn.classifiers import extract
+    from sdn.networks.classifiers import extract
 
     images = data.images[-3:]
     for name, net in _classifiers(tmp_path).items():

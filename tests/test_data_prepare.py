@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdn.cache import load_cache, prepare
 from sdn.cli import main
+from sdn.data.cache import load_cache, prepare
+from sdn.data.readers import Problems, read_oxford102
+from sdn.data.safe_pickle import safe_load
 from sdn.errors import UserError
-from sdn.readers import Problems, read_oxford102
-from sdn.safe_pickle import safe_load
 
 CAPTIONS = [f"this flower has {i} petals" for i in range(10)]
 
@@ -77,10 +77,10 @@ def test_strict_stops_at_the_first_problem_and_leaves_no_cache(oxford_like, tmp_
 
 
 def test_interrupted_prepare_leaves_nothing_that_looks_complete(oxford_like, tmp_path, monkeypatch):
-    import sdn.cache
+    import sdn.data.cache
 
     calls = {"n": 0}
-    real = sdn.cache.load_image
+    real = sdn.data.cache.load_image
 
     def dying(path, size):
         calls["n"] += 1
@@ -88,13 +88,13 @@ def test_interrupted_prepare_leaves_nothing_that_looks_complete(oxford_like, tmp
             raise KeyboardInterrupt
         return real(path, size)
 
-    monkeypatch.setattr(sdn.cache, "load_image", dying)
+    monkeypatch.setattr(sdn.data.cache, "load_image", dying)
     with pytest.raises(KeyboardInterrupt):
         prepare("oxford102", oxford_like, tmp_path / "cache", size=32, progress=False)
     assert not (tmp_path / "cache" / "meta.json").exists()
     with pytest.raises(UserError, match="not a prepared cache"):
         load_cache(tmp_path / "cache")
-    monkeypatch.setattr(sdn.cache, "load_image", real)
+    monkeypatch.setattr(sdn.data.cache, "load_image", real)
     out = prepare("oxford102", oxford_like, tmp_path / "cache", size=32, progress=False)  # rerun finishes
     assert load_cache(out).images.shape[0] == 6
 
@@ -220,7 +220,7 @@ def test_cub_and_folder_layouts(tmp_path):
 
 
 def test_stackgan_and_attngan_files_of_the_shared_data(oxford_root, tmp_path):
-    from sdn.readers import read_stackgan
+    from sdn.data.readers import read_stackgan
 
     records = read_stackgan(oxford_root, Problems(strict=True))
     counts = {s: sum(r.split == s for r in records) for s in ("train", "test")}

@@ -1,7 +1,7 @@
 import torch
 
-from sdn.demo_data import COLOURS, SHAPES, make_demo_data, held_out_classes
-from sdn.metrics import colour_accuracy
+from sdn.data.demo_data import COLOURS, SHAPES, make_demo_data, held_out_classes
+from sdn.evaluation.metrics import colour_accuracy
 
 
 def test_demo_data_is_deterministic_and_class_disjoint():

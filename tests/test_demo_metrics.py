@@ -4,10 +4,10 @@ held-out phrasings (really absent from every training caption)."""
 import pytest
 import torch
 
-from sdn.demo_data import COLOURS, POSITIONS, make_demo_data
-from sdn.demo_phrasings import HELD_OUT_SHAPE_WORDS, held_out_captions, phrases_found_in
-from sdn.metrics import object_centres, position_accuracy, shape_accuracy
-from sdn.shape_classifier import CLASSES, NO_SHAPE, classify_shapes, empty_images, gaussian_blobs, load_or_train
+from sdn.data.demo_data import COLOURS, POSITIONS, make_demo_data
+from sdn.data.demo_phrasings import HELD_OUT_SHAPE_WORDS, held_out_captions, phrases_found_in
+from sdn.evaluation.metrics import object_centres, position_accuracy, shape_accuracy
+from sdn.networks.shape_classifier import CLASSES, NO_SHAPE, classify_shapes, empty_images, gaussian_blobs, load_or_train
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from sdn.checkpoint import load_checkpoint
 from sdn.errors import UserError
-from sdn.training import training_loop
+from sdn.training.checkpoint import load_checkpoint
+from sdn.training.loop import training_loop
 
 RUN = {"teacher": "efficientnet-lite0", "text_encoder": "test-hash", "fc_dim": 32, "batch_size": 8, "progress": False,
        "precision": "fp32", "stage1_epochs": 1, "stage2_epochs": 1, "seed": 2}
@@ -24,7 +24,7 @@ def _tiny_data():
 def _worker(rank: int, world_size: int, folder: str) -> None:
     from conftest import HashEncoder
 
-    from sdn import text
+    from sdn.networks import text
 
     text.TEXT_ENCODERS[HashEncoder.name] = HashEncoder
     torch.set_num_threads(1)
@@ -68,9 +68,9 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
 
 def _gradient_case():
     """A fixed generator, teacher, Stage-II loss and 8 captioned images (fp32, 32 px)."""
-    from sdn.generator import Generator
-    from sdn.losses import Stage2Loss
-    from sdn.teachers import build_teacher
+    from sdn.networks.generator import Generator
+    from sdn.networks.teachers import build_teacher
+    from sdn.training.losses import Stage2Loss
 
     torch.manual_seed(5)
     teacher = build_teacher("efficientnet-lite0", resolution=32)
@@ -82,8 +82,8 @@ def _gradient_case():
 def _gradients(world, folder=None) -> dict:
     """Summed gradients and losses of one full batch (4 + 4 images over 2 ranks) and of a short one
     (2 + 0: rank 1 holds nothing), with the weights left unchanged between them (lr 0)."""
-    from sdn.distributed import shard
-    from sdn.training_step import train_step
+    from sdn.training.distributed import shard
+    from sdn.training.step import train_step
 
     generator, teacher, loss, real, text = _gradient_case()
     out = {}
@@ -97,7 +97,7 @@ def _gradients(world, folder=None) -> dict:
 
 
 def _gradient_worker(rank: int, world_size: int, folder: str) -> None:
-    from sdn.distributed import World
+    from sdn.training.distributed import World
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{folder}/gstore", rank=rank, world_size=world_size)
@@ -108,7 +108,7 @@ def _gradient_worker(rank: int, world_size: int, folder: str) -> None:
 
 
 def test_summed_gradients_equal_one_process_also_when_a_rank_has_no_images(tmp_path):
-    from sdn.distributed import World
+    from sdn.training.distributed import World
 
     mp.spawn(_gradient_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
     two = torch.load(tmp_path / "gradients.pt", weights_only=True)

@@ -9,7 +9,7 @@ import torch
 from conftest import HashEncoder
 from sdn.errors import UserError
 from sdn.cli import main
-from sdn.demo_data import make_demo_data
+from sdn.data.demo_data import make_demo_data
 
 
 def write_cache(data, out, encoder=None):
@@ -29,7 +29,7 @@ def write_cache(data, out, encoder=None):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A 32 px cache (48 train, 24 test images of the demo data) and a model trained on it."""
-    from sdn import text
+    from sdn.networks import text
 
     text.TEXT_ENCODERS.setdefault(HashEncoder.name, HashEncoder)  # the autouse fixture is per test; this one is per module
     root = tmp_path_factory.mktemp("eval")
@@ -116,7 +116,7 @@ def test_evaluate_bad_inputs_are_one_clear_line(tiny, tmp_path, capsys, monkeypa
 def test_inception_v3_classifier_loads_a_torchvision_layout_state_dict(tmp_path):
     import torchvision
 
-    from sdn.classifiers import build_classifier
+    from sdn.networks.classifiers import build_classifier
 
     net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
     torch.save(net.state_dict(), tmp_path / "inception.pth")
@@ -129,7 +129,7 @@ def test_inception_v3_classifier_loads_a_torchvision_layout_state_dict(tmp_path)
 def test_ablate_trains_evaluates_and_tabulates(tiny, tmp_path):
     _, cache, _ = tiny
     out = tmp_path / "ablation"
-    from sdn.ablation import ablate
+    from sdn.evaluation.ablation import ablate
 
     results = ablate(cache, out, runs=("image", "sdn"), stage1_epochs=1, stage2_epochs=0, fc_dim=16, text_encoder="test-hash",
                      progress=False)
@@ -154,13 +154,13 @@ def test_ablate_trains_evaluates_and_tabulates(tiny, tmp_path):
 def test_ssim_agrees_with_scikit_image_on_the_same_pairs(tiny):
     """An independent implementation on the pairs `sdn evaluate` scores (measured: 4 digits)."""
     skimage_metrics = pytest.importorskip("skimage.metrics")
-    from sdn.metrics import EvalContext, METRICS
+    from sdn.evaluation.metrics import EvalContext, METRICS
 
     root, cache, run = tiny
-    from sdn.cache import load_cache
-    from sdn.checkpoint import load_checkpoint
-    from sdn.evaluation import draw_all
-    from sdn.checkpoint import generator_from_checkpoint
+    from sdn.data.cache import load_cache
+    from sdn.training.checkpoint import load_checkpoint
+    from sdn.evaluation.evaluate import draw_all
+    from sdn.training.checkpoint import generator_from_checkpoint
 
     data = load_cache(cache, "test-hash").subset("test")
     generated = draw_all(generator_from_checkpoint(load_checkpoint(run)), data, 1)
@@ -177,7 +177,7 @@ def test_ssim_agrees_with_scikit_image_on_the_same_pairs(tiny):
 def test_sample_and_evaluate_draw_byte_identical_pngs_for_the_same_caption(tiny, tmp_path):
     """One drawing path: the same checkpoint and caption give the same file from two commands."""
     root, cache, run = tiny
-    from sdn.cache import load_cache
+    from sdn.data.cache import load_cache
 
     caption = load_cache(cache).subset("test").captions[0][0]
     assert main(["evaluate", "--checkpoint", str(run), "--data", str(cache), "--out", str(tmp_path / "ev"), "--metrics", "ssim",

@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from sdn.errors import UserError
-from sdn.generator import Generator
-from sdn.teachers import build_teacher, teacher_taps
+from sdn.networks.generator import Generator
+from sdn.networks.teachers import build_teacher, teacher_taps
 
 
 def test_vgg19_generator_is_the_papers_G():
@@ -84,7 +84,7 @@ def test_each_activation_is_paired_with_its_tap_by_identity_not_only_shape(teach
 
 
 def test_default_pairing_is_post_relu_for_vgg_and_pre_relu_for_signed_taps(tmp_path):
-    from sdn.teachers import default_pair_preactivation
+    from sdn.networks.teachers import default_pair_preactivation
 
     assert default_pair_preactivation("vgg19") is False and default_pair_preactivation("vgg16") is False
     assert default_pair_preactivation("efficientnet-lite0") is True

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sdn.losses import ImageLoss, Stage1Loss, Stage2Loss, image_loss, l1_per_image
+from sdn.training.losses import ImageLoss, Stage1Loss, Stage2Loss, image_loss, l1_per_image
 
 
 def test_image_loss_hand_computed():
@@ -109,8 +109,8 @@ def test_diverse_mean_weight_zero_is_the_pure_minimum_of_eqs_4_5():
 def test_stage1_with_teacher_inputs_runs_g_on_the_taps_of_the_real_images(inputs):
     """--stage1-inputs teacher: the loss of G's steps applied to the teacher's (scaled) taps of the real
     image; both: that plus the paper's free-running Stage I loss."""
-    from sdn.generator import Generator
-    from sdn.teachers import build_teacher
+    from sdn.networks.generator import Generator
+    from sdn.networks.teachers import build_teacher
 
     torch.manual_seed(0)
     teacher = build_teacher("efficientnet-lite0", init="random", resolution=32)

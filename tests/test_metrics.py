@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from sdn.data import CaptionedImages
+from sdn.data.captioned_images import CaptionedImages
 from sdn.errors import UserError
-from sdn.metrics import METRICS, EvalContext
-from sdn.metrics.fid import frechet_distance
-from sdn.metrics.inception_score import inception_score
+from sdn.evaluation.metrics import METRICS, EvalContext
+from sdn.evaluation.metrics.fid import frechet_distance
+from sdn.evaluation.metrics.inception_score import inception_score
 
 
 def _context(real: torch.Tensor, generated: torch.Tensor) -> EvalContext:

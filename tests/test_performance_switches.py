@@ -7,15 +7,15 @@ import math
 import pytest
 import torch
 
-from sdn.checkpoint import load_checkpoint
-from sdn.demo_data import make_demo_data
-from sdn.generator import Generator
-from sdn.losses import Stage1Loss, Stage2Loss, SumOfLosses, l1_per_image
+from sdn.training.checkpoint import load_checkpoint
+from sdn.data.demo_data import make_demo_data
+from sdn.networks.generator import Generator
+from sdn.training.losses import Stage1Loss, Stage2Loss, SumOfLosses, l1_per_image
 from sdn.sampling import generate
-from sdn.teachers import build_teacher, teacher_taps
-from sdn.optim import ADAM_CHOICES, make_adam
-from sdn.training import training_loop
-from sdn.training_step import train_step
+from sdn.networks.teachers import build_teacher, teacher_taps
+from sdn.training.optim import ADAM_CHOICES, make_adam
+from sdn.training.loop import training_loop
+from sdn.training.step import train_step
 
 RUN = {"teacher": "efficientnet-lite0", "text_encoder": "test-hash", "fc_dim": 16, "batch_size": 8, "progress": False, "seed": 5}
 
@@ -161,7 +161,7 @@ def test_compile_flag_compiles_both_networks_and_trains(tmp_path, small_data, mo
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     losses = _losses(small_data, tmp_path, scheme="sdn", stage1_epochs=1, stage2_epochs=1, compile=True)
-    assert sorted(compiled) == ["FusedEfficientNetTeacher", "Generator"]  # the teacher as fused (sdn.teacher_fusion)
+    assert sorted(compiled) == ["FusedEfficientNetTeacher", "Generator"]  # the teacher as fused (sdn.networks.teacher_fusion)
     assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
 
 

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from sdn.checkpoint import load_checkpoint
-from sdn.demo_data import make_demo_data
-from sdn.training import training_loop
+from sdn.data.demo_data import make_demo_data
+from sdn.training.checkpoint import load_checkpoint
+from sdn.training.loop import training_loop
 
 RUN = dict(teacher="efficientnet-lite0", text_encoder="test-hash", fc_dim=32, batch_size=16, progress=False, seed=3,
            tap_weights="inverse-mean")

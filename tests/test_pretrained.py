@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from sdn import pretrained
-from sdn.checkpoint import export_generator, generator_from_checkpoint, load_checkpoint, load_export
+from sdn.training.checkpoint import export_generator, generator_from_checkpoint, load_checkpoint, load_export
 from sdn.cli import main
-from sdn.data import CaptionedImages
-from sdn.demo_data import COLOURS
+from sdn.data.captioned_images import CaptionedImages
+from sdn.data.demo_data import COLOURS
 from sdn.errors import UserError
-from sdn.metrics.colour import object_colours
+from sdn.evaluation.metrics.colour import object_colours
 from sdn.packaging import package_model, training_hours
 from sdn.sampling import generate
-from sdn.text import build_text_encoder
+from sdn.networks.text import build_text_encoder
 
 FIXTURE = "tiny-colours"
 PHRASES = ("{c}", "a {c} picture", "all {c}", "the colour {c}", "something {c}", "a {c} thing", "bright {c}", "it is {c}", "this flower has bright {c} petals")
@@ -38,7 +38,7 @@ def colour_fields(size: int = 32) -> CaptionedImages:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from sdn.training import training_loop
+    from sdn.training.loop import training_loop
 
     run = tmp_path_factory.mktemp("run")
     threads = torch.get_num_threads()
@@ -155,12 +155,12 @@ def test_cli_models_sample_interpolate_take_a_model_name(tiny_models_dir, monkey
 
 def test_evaluate_and_figure_resolve_the_model_name(tiny_models_dir, monkeypatch):
     monkeypatch.setattr(pretrained, "MODELS_DIR", tiny_models_dir)
-    import sdn.evaluation
-    import sdn.figure_commands
+    import sdn.evaluation.evaluate
+    import sdn.evaluation.figure_commands
 
     seen = []
-    monkeypatch.setattr(sdn.evaluation, "evaluate", lambda checkpoint, *a, **kw: seen.append(checkpoint) or {"metrics": {}})
-    monkeypatch.setattr(sdn.figure_commands, "single_figure", lambda kind, checkpoint, *a: seen.append(checkpoint))
+    monkeypatch.setattr(sdn.evaluation.evaluate, "evaluate", lambda checkpoint, *a, **kw: seen.append(checkpoint) or {"metrics": {}})
+    monkeypatch.setattr(sdn.evaluation.figure_commands, "single_figure", lambda kind, checkpoint, *a: seen.append(checkpoint))
     assert main(["evaluate", "--model", FIXTURE, "--data", "cache", "--out", "o"]) == 0
     assert main(["figure", "compare", "--model", FIXTURE, "--data", "cache", "--out", "o.png"]) == 0
     assert seen == [str(pretrained.model_path(FIXTURE))] * 2
@@ -201,4 +201,4 @@ def test_a_built_wheel_ships_the_models(tiny_models_dir, tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for file in (pretrained.WEIGHTS, pretrained.CONFIG, pretrained.CARD):
         assert f"sdn/models_data/{FIXTURE}/{file}" in names
-    assert "sdn/pretrained.py" in names and "sdn/minilm.py" in names
+    assert "sdn/pretrained.py" in names and "sdn/networks/minilm.py" in names

@@ -9,19 +9,20 @@ import test_training
 import torch
 from test_training import TINY
 
-from sdn import run_log, training
-from sdn.checkpoint import (
+from sdn.errors import UserError
+from sdn.networks.generator import Generator
+from sdn.networks.teachers import build_teacher
+from sdn.training import loop as training
+from sdn.training import run_log
+from sdn.training.checkpoint import (
     checkpoint_files,
     generator_from_checkpoint,
     load_checkpoint,
     newest_checkpoint,
 )
-from sdn.errors import UserError
-from sdn.generator import Generator
-from sdn.losses import Stage1Loss
-from sdn.teachers import build_teacher
-from sdn.training import training_loop
-from sdn.training_step import train_step
+from sdn.training.loop import training_loop
+from sdn.training.losses import Stage1Loss
+from sdn.training.step import train_step
 
 # 18 train images in batches of 8: steps 1-3 are epoch 0 (stage 1), steps 4-6 epoch 1 (stage 2)
 RUN = {**TINY, "stage1_epochs": 1, "stage2_epochs": 1, "seed": 4, "checkpoint_every": 2}

@@ -20,7 +20,7 @@ import pytest
 import torch
 from conftest import ColourEncoder, fit_colour_model
 
-from sdn import text
+from sdn.networks import text
 
 pytest.importorskip("gradio", reason="the web extra is not installed (pip install -e '.[web]')")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -29,9 +29,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 def grey_model(out: Path) -> Path:
-    from sdn.checkpoint import export_generator
-    from sdn.generator import Generator
-    from sdn.teachers import teacher_taps
+    from sdn.networks.generator import Generator
+    from sdn.networks.teachers import teacher_taps
+    from sdn.training.checkpoint import export_generator
 
     generator = Generator(teacher_taps("efficientnet-lite0"), 32, ColourEncoder.dim, 32, 1)
     torch.nn.init.zeros_(generator.steps[-1].conv.weight)  # the last layer's bias alone: 0.5 everywhere
@@ -45,7 +45,7 @@ def colour_cache(root: Path) -> Path:
     """A prepared cache of plain-colour 'flowers': red and yellow are the unseen test classes."""
     from PIL import Image
 
-    from sdn.cache import prepare
+    from sdn.data.cache import prepare
 
     (root / "images").mkdir(parents=True)
     lines = []

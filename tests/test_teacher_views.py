@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from sdn.checkpoint import load_checkpoint
-from sdn.demo_data import make_demo_data
+from sdn.data.demo_data import make_demo_data
 from sdn.errors import UserError
-from sdn.teacher_views import ResizedInputTeacher, tap_weight_profile
-from sdn.teachers import build_teacher, teacher_taps
-from sdn.training import training_loop
+from sdn.networks.teacher_views import ResizedInputTeacher, tap_weight_profile
+from sdn.networks.teachers import build_teacher, teacher_taps
+from sdn.training.checkpoint import load_checkpoint
+from sdn.training.loop import training_loop
 
 TAPS = teacher_taps("efficientnet-lite0")
 

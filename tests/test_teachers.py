@@ -5,7 +5,7 @@ import torch
 import torchvision
 
 from sdn.errors import UserError
-from sdn.teachers import TEACHERS, build_teacher, efficientnet_lite0_classifier, teacher_taps
+from sdn.networks.teachers import TEACHERS, build_teacher, efficientnet_lite0_classifier, teacher_taps
 
 
 def test_vgg19_taps_are_16_convs_and_5_pools():
@@ -94,7 +94,7 @@ def test_rgb_order_the_pretrained_teacher_sees_flowers_only_in_rgb(oxford_root):
     (ImageNet's 'daisy', 985) far more often than fed the same images with red and blue swapped.
     Measured on these 40 images: daisy probability 0.240 (RGB) vs 0.189 (BGR), and 23 of 40 top-1
     predictions change."""
-    from sdn.cache import load_image
+    from sdn.data.cache import load_image
 
     files = sorted((oxford_root / "jpg").glob("*.jpg"))[::160][:40]
     images = torch.stack([torch.from_numpy(load_image(f, 224)) for f in files]).float() / 255

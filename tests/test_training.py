@@ -4,15 +4,15 @@ import math
 import pytest
 import torch
 
-from sdn.checkpoint import generator_from_checkpoint, load_checkpoint
-from sdn.demo_data import make_demo_data
+from sdn.training.checkpoint import generator_from_checkpoint, load_checkpoint
+from sdn.data.demo_data import make_demo_data
 from sdn.errors import UserError
-from sdn.losses import Stage1Loss, Stage2Loss
-from sdn.schemes import SCHEMES
-from sdn.training import training_loop
-from sdn.training_step import train_step
-from sdn.teachers import build_teacher
-from sdn.generator import Generator
+from sdn.training.losses import Stage1Loss, Stage2Loss
+from sdn.training.schemes import SCHEMES
+from sdn.training.loop import training_loop
+from sdn.training.step import train_step
+from sdn.networks.teachers import build_teacher
+from sdn.networks.generator import Generator
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_each_scheme_uses_exactly_its_loss_terms_and_teacher_passes(scheme):
         "stage2": (("loss", "taps", "pixel"), ["real", "drawn"]),
         "joint": (("loss", "stage1_taps", "stage1_pixel", "stage2_taps", "stage2_pixel"), ["real", "drawn"]),
     }
-    from sdn.losses import ImageLoss, SumOfLosses
+    from sdn.training.losses import ImageLoss, SumOfLosses
 
     teacher = CountingTeacher(build_teacher("efficientnet-lite0", resolution=32))
     weights = [1.0] * len(teacher.taps)

@@ -7,15 +7,15 @@ import inspect
 import pytest
 import torch
 
-from sdn.checkpoint import checkpoint_step
 from sdn.cli import build_parser, main
-from sdn.config import PAPER, PRESETS, TrainingConfig
-from sdn.data import CaptionedImages
+from sdn.data.captioned_images import CaptionedImages
 from sdn.errors import UserError
-from sdn.losses import LOSSES
-from sdn.metrics import METRICS, default_metrics
-from sdn.schemes import SCHEMES
-from sdn.training import training_loop
+from sdn.evaluation.metrics import METRICS, default_metrics
+from sdn.training.checkpoint import checkpoint_step
+from sdn.training.config import PAPER, PRESETS, TrainingConfig
+from sdn.training.loop import training_loop
+from sdn.training.losses import LOSSES
+from sdn.training.schemes import SCHEMES
 from sdn.utils import atomic_write, atomic_write_text, image_output
 
 

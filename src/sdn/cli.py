@@ -9,8 +9,8 @@ import warnings
 
 from sdn import cli_options as options
 from sdn import commands
-from sdn.config import PAPER, PRESETS
 from sdn.errors import UserError
+from sdn.training.config import PAPER, PRESETS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,8 +21,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
-    r, c = options.registries(), PRESETS["demo" if demo else "paper"]  # c: the defaults (sdn.config)
-    g = p.add_argument_group("model and training (see sdn.training.training_loop)")
+    r, c = options.registries(), PRESETS["demo" if demo else "paper"]  # c: the defaults (sdn.training.config)
+    g = p.add_argument_group("model and training (see sdn.training.loop.training_loop)")
     g.add_argument("--teacher", default=c.teacher, **options.one_of(r.teachers, "teacher"),
                    help="teacher network (vgg19: the paper's)")
     g.add_argument("--teacher-weights", metavar="PATH", help="local teacher state dict (torchvision layout for VGG)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from sdn import commands
-from sdn.config import PRESETS
+from sdn.training.config import PRESETS
 
 
 def one_of(registry, what: str):
@@ -27,13 +27,13 @@ def registries():
     every command but `models`, `rank-report` and --help needs anyway) and none of the packages that
     `sdn sample` must not load (tests/test_startup.py)."""
     from sdn.baselines import METHODS
-    from sdn.classifiers import CLASSIFIERS
-    from sdn.losses import REDUCTIONS, STAGE1_INPUTS, TAP_WEIGHTS
-    from sdn.optim import ADAM_CHOICES
-    from sdn.readers import READERS
-    from sdn.schemes import SCHEMES
-    from sdn.teachers import POOLINGS, TEACHER_INITS, TEACHERS
-    from sdn.text import TEXT_ENCODERS
+    from sdn.data.readers import READERS
+    from sdn.networks.classifiers import CLASSIFIERS
+    from sdn.networks.teachers import POOLINGS, TEACHER_INITS, TEACHERS
+    from sdn.networks.text import TEXT_ENCODERS
+    from sdn.training.losses import REDUCTIONS, STAGE1_INPUTS, TAP_WEIGHTS
+    from sdn.training.optim import ADAM_CHOICES
+    from sdn.training.schemes import SCHEMES
     from sdn.utils import PRECISIONS
 
     return argparse.Namespace(
@@ -56,7 +56,7 @@ class ListMetrics(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from sdn.metrics.registry import metrics_help
+        from sdn.evaluation.metrics.registry import metrics_help
 
         print(metrics_help(), end="")  # to stdout: argparse's exit message would go to stderr
         parser.exit(0)
@@ -153,7 +153,7 @@ def add_models(sub, r: argparse.Namespace) -> None:
 
 
 def add_ablate(sub, r: argparse.Namespace) -> None:
-    ab = PRESETS["ablation"]  # the defaults (sdn.config)
+    ab = PRESETS["ablation"]  # the defaults (sdn.training.config)
     p = sub.add_parser("ablate", help="train and evaluate the paper's Table 3 schemes, teachers and loss balances alike")
     p.add_argument("--data", required=True, help="a prepared cache with all-minilm-l6-v2 embeddings")
     p.add_argument("--out", required=True, help="folder for the runs and the table")
@@ -200,7 +200,7 @@ def add_rank_report(sub, r: argparse.Namespace) -> None:
 
 
 def add_table1(sub, r: argparse.Namespace) -> None:
-    ab = PRESETS["ablation"]  # the defaults (sdn.config)
+    ab = PRESETS["ablation"]  # the defaults (sdn.training.config)
     p = sub.add_parser("table1", help="the paper's Table 1: SDN, GAN-INT-CLS and StackGAN Stage-I under one wall-clock budget, scored alike")
     p.add_argument("--data", required=True, help="a prepared cache with the text encoder's embeddings")
     p.add_argument("--out", required=True, help="folder for the runs and the table (rerun: finished runs are reused, others continued)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sdn.config import PAPER
+from sdn.training.config import PAPER
 from sdn.errors import UserError
 
 
@@ -42,7 +42,7 @@ def _one_thread() -> None:
 
 def cmd_demo(a) -> None:
     from sdn.demo import run_demo
-    from sdn.teachers import check_resolution
+    from sdn.networks.teachers import check_resolution
 
     check_resolution(a.size)
     report = run_demo(a.out, resolution=a.size, seed=a.seed, baseline=a.baseline, **_training_kwargs(a))
@@ -59,9 +59,9 @@ def cmd_demo(a) -> None:
 
 
 def cmd_train(a) -> None:
-    from sdn.demo_data import make_demo_data
-    from sdn.teachers import check_resolution
-    from sdn.training import training_loop
+    from sdn.data.demo_data import make_demo_data
+    from sdn.networks.teachers import check_resolution
+    from sdn.training.loop import training_loop
 
     if a.method == "sdn" and a.epochs is not None:
         raise UserError("--epochs is for the GAN baselines; SDN takes --stage1-epochs and --stage2-epochs")
@@ -72,7 +72,7 @@ def cmd_train(a) -> None:
         check_resolution(a.size or 64)
         data = make_demo_data(a.size or 64, a.seed)
     else:
-        from sdn.cache import load_cache
+        from sdn.data.cache import load_cache
 
         if a.size is not None:
             check_resolution(a.size)
@@ -97,13 +97,13 @@ def cmd_train(a) -> None:
 
 
 def cmd_prepare(a) -> None:
-    from sdn.cache import prepare
-    from sdn.text import build_text_encoder
+    from sdn.data.cache import prepare
+    from sdn.networks.text import build_text_encoder
 
     encoder = None if a.text_encoder in ("none", "char-cnn-rnn-pickle") else build_text_encoder(a.text_encoder)
     out = prepare(a.dataset, a.root, a.out, a.size, a.strict, encoder, progress=a.progress)
     if a.stackgan_dir:
-        from sdn.cache import add_stackgan_embeddings
+        from sdn.data.cache import add_stackgan_embeddings
 
         add_stackgan_embeddings(out, a.stackgan_dir)
     import json
@@ -115,7 +115,7 @@ def cmd_prepare(a) -> None:
 
 
 def cmd_export(a) -> None:
-    from sdn.checkpoint import export_generator, generator_from_checkpoint, load_checkpoint
+    from sdn.training.checkpoint import export_generator, generator_from_checkpoint, load_checkpoint
     from sdn.utils import output_file
 
     output_file(a.out, (".safetensors",), ".safetensors")
@@ -142,8 +142,8 @@ def _metric_names(text: str | None) -> tuple[str, ...] | None:
 
 
 def cmd_evaluate(a) -> None:
-    from sdn.evaluation import evaluate
-    from sdn.metrics import METRICS
+    from sdn.evaluation.evaluate import evaluate
+    from sdn.evaluation.metrics import METRICS
 
     result = evaluate(_checkpoint(a), a.data, a.out, split=a.split, metrics=_metric_names(a.metrics), classifier=a.classifier,
                       classifier_weights=a.classifier_weights, captions_per_image=a.captions_per_image, is_splits=a.is_splits,
@@ -156,14 +156,14 @@ def cmd_evaluate(a) -> None:
 
 
 def cmd_figure(a) -> None:
-    from sdn.figure_commands import single_figure
+    from sdn.evaluation.figure_commands import single_figure
 
     single_figure(a.kind, _checkpoint(a), a.data, a.out, a.split, a.count, a.classifier, a.classifier_weights, a.device)
     print(f"wrote {a.out}")
 
 
 def cmd_interpolate(a) -> None:
-    from sdn.figure_commands import interpolate_captions
+    from sdn.evaluation.figure_commands import interpolate_captions
 
     if not a.text or len(a.text) != 2:
         raise UserError("give exactly two captions: --text A --text B")
@@ -179,7 +179,7 @@ def cmd_models(a) -> None:
 
 
 def cmd_ablate(a) -> None:
-    from sdn.ablation import ablate
+    from sdn.evaluation.ablation import ablate
 
     ablate(a.data, a.out, runs=tuple(a.runs.split(",")) if a.runs else None, teacher=a.teacher, vgg19_weights=a.vgg19_weights,
            stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs, tap_weights=a.tap_weights, pixel_weight=a.pixel_weight,
@@ -203,7 +203,7 @@ def cmd_rank_report(a) -> None:
 
 
 def cmd_table1(a) -> None:
-    from sdn.table1 import table1
+    from sdn.evaluation.table1 import table1
 
     table1(a.data, a.out, a.budget_minutes, methods=tuple(a.methods.split(",")), teacher=a.teacher, teacher_weights=a.teacher_weights,
            pixel_weight=a.pixel_weight, fc_dim=a.fc_dim, text_encoder=a.text_encoder, classifier=a.classifier,

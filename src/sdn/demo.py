@@ -10,13 +10,13 @@ from pathlib import Path
 
 import torch
 
-from sdn.checkpoint import generator_from_checkpoint, load_checkpoint
-from sdn.demo_data import make_demo_data
-from sdn.demo_scores import goals_met, score_generator
-from sdn.plots import captioned_grid, loss_plot
-from sdn.shape_classifier import classify_shapes, load_or_train
-from sdn.text import build_text_encoder
-from sdn.training import training_loop
+from sdn.data.demo_data import make_demo_data
+from sdn.evaluation.demo_scores import goals_met, score_generator
+from sdn.evaluation.plots import captioned_grid, loss_plot
+from sdn.networks.shape_classifier import classify_shapes, load_or_train
+from sdn.networks.text import build_text_encoder
+from sdn.training.checkpoint import generator_from_checkpoint, load_checkpoint
+from sdn.training.loop import training_loop
 
 BASELINE_DIR = "baseline-image"
 
@@ -71,9 +71,9 @@ def run_demo(out: str | Path = "runs/demo", resolution: int = 64, seed: int = 0,
         "config": ckpts["sdn"]["config"],
         "metric_definitions": {
             "colour": "hue of the most saturated 3 % of pixels is nearest the caption's palette colour (saturation >= 0.15)",
-            "shape": "the package's shape classifier (sdn.shape_classifier) names the caption's shape; 'no shape' is wrong",
+            "shape": "the package's shape classifier (sdn.networks.shape_classifier) names the caption's shape; 'no shape' is wrong",
             "position": "the object's centroid (its most colourful pixels) lies in the caption's cell of the 3x3 grid",
-            "held_out_phrasings": "unseen pairs captioned with templates, shape words and position phrases used only at test time (sdn.demo_phrasings)",
+            "held_out_phrasings": "unseen pairs captioned with templates, shape words and position phrases used only at test time (sdn.data.demo_phrasings)",
         },
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2))

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from sdn import pretrained
-from sdn.checkpoint import export_generator, generator_from_checkpoint, load_checkpoint, load_export
+from sdn.training.checkpoint import export_generator, generator_from_checkpoint, load_checkpoint, load_export
 from sdn.errors import UserError
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9.-]*")

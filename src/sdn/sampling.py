@@ -7,12 +7,12 @@ from pathlib import Path
 
 import torch
 
-from sdn.cache import load_cache
-from sdn.checkpoint import check_compatible, generator_from_checkpoint, load_checkpoint
+from sdn.data.cache import load_cache
 from sdn.errors import UserError
-from sdn.generator import Generator
-from sdn.plots import captioned_grid, save_grid
-from sdn.text import build_text_encoder, check_captions
+from sdn.evaluation.plots import captioned_grid, save_grid
+from sdn.networks.generator import Generator
+from sdn.networks.text import build_text_encoder, check_captions
+from sdn.training.checkpoint import check_compatible, generator_from_checkpoint, load_checkpoint
 from sdn.utils import atomic_write, default_device, image_format, image_output
 
 

@@ -22,23 +22,23 @@ from types import SimpleNamespace
 import torch
 from tqdm.auto import tqdm
 
-from sdn import distributed
+from sdn.training import distributed
 from sdn.baselines import build_discriminator, build_generator, check_method
 from sdn.baselines.losses import mismatched_indices
 from sdn.baselines.networks import down_stages
 from sdn.baselines.step import GanSettings, StepInputs, gan_step
-from sdn.budget import WallClockBudget, stop_if_diverged
-from sdn.checkpoint import EXPORT, LATEST, check_compatible, check_same_training, checkpoint_files, export_generator, save_numbered
-from sdn.collapse import variety_report, warn_if_collapsed
-from sdn.data import CaptionedImages
+from sdn.training.budget import WallClockBudget, stop_if_diverged
+from sdn.training.checkpoint import EXPORT, LATEST, check_compatible, check_same_training, checkpoint_files, export_generator, save_numbered
+from sdn.evaluation.collapse import variety_report, warn_if_collapsed
+from sdn.data.captioned_images import CaptionedImages
 from sdn.errors import UserError
 from sdn.sampling import generate, one_per_class
-from sdn.text import build_text_encoder
+from sdn.networks.text import build_text_encoder
 from sdn.utils import check_precision, default_device, ensure_writable
-from sdn.optim import check_adam, make_adam
-from sdn.batches import encode_captions, epoch_order, host_to_device
-from sdn.resume import find_resume_checkpoint, resume_position, rng_states, set_rng_states
-from sdn.run_log import RunLog
+from sdn.training.optim import check_adam, make_adam
+from sdn.data.batches import encode_captions, epoch_order, host_to_device
+from sdn.training.resume import find_resume_checkpoint, resume_position, rng_states, set_rng_states
+from sdn.training.run_log import RunLog
 
 
 def gan_training_loop(
@@ -54,7 +54,7 @@ def gan_training_loop(
     channels_last: bool = True,
     adam: str = "auto",
     seed: int = 0,  # initialisation, data order, every step's noise, and the sampling noise bank
-    resume: str | Path | None = None,  # as sdn.training.training_loop
+    resume: str | Path | None = None,  # as sdn.training.loop.training_loop
     checkpoint_every: int | None = 500,
     keep_checkpoints: int = 3,
     max_bad_steps: int = 5,
@@ -232,7 +232,7 @@ def step_inputs(train: CaptionedImages, embeddings: torch.Tensor, batch: torch.T
 def check_collapse(generator, train: CaptionedImages, embeddings: torch.Tensor, pick: list[int], precision: str, log, step: int,
                    epoch: int | None) -> dict:
     """Draws the first caption of each picked training image (the sampling noise, eval mode, as
-    `sdn sample` would), measures their variety (sdn.collapse), logs it and warns if collapsed."""
+    `sdn sample` would), measures their variety (sdn.evaluation.collapse), logs it and warns if collapsed."""
     drawings = generate(generator, embeddings[pick, 0], precision=precision)[:, 0]
     generator.train()
     report = variety_report(drawings, train.images[pick])

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
-from sdn import distributed
+from sdn.training import distributed
 from sdn.baselines.losses import generator_loss, interpolate_pairs, matching_aware_d_loss
-from sdn.collapse import mean_pairwise_distance
+from sdn.evaluation.collapse import mean_pairwise_distance
 from sdn.utils import autocast
 
 

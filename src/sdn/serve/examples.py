@@ -8,7 +8,7 @@ import random
 
 import torch
 
-from sdn.cache import load_cache
+from sdn.data.cache import load_cache
 from sdn.errors import UserError
 from sdn.sampling import one_per_class
 

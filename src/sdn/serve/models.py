@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from sdn.checkpoint import generator_from_checkpoint, load_checkpoint
 from sdn.errors import UserError
+from sdn.networks.text import TextEncoder, build_text_encoder, check_captions
 from sdn.sampling import Sampler
-from sdn.text import TextEncoder, build_text_encoder, check_captions
+from sdn.training.checkpoint import generator_from_checkpoint, load_checkpoint
 from sdn.utils import default_device
 
 MAX_CAPTIONS = 16

@@ -1,0 +1,78 @@
+"""Training settings defined once. `TrainingConfig`'s defaults are the paper's (Yuan & Peng 2018,
+where it gives them) and each preset changes a few of them for one purpose. training_loop's keyword
+defaults, the options of `sdn train` and `sdn demo`, and `sdn ablate` and `sdn table1` read them here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    teacher: str = "vgg19"  # teacher network (a key of sdn.networks.teachers.TEACHERS)
+    teacher_init: str = "pretrained"  # "random" is for tests only
+    teacher_pooling: str = "avg"  # VGG pooling: "avg" (the authors') or "max"
+    text_encoder: str = "all-minilm-l6-v2"  # caption encoder (a key of sdn.networks.text.TEXT_ENCODERS)
+    scheme: str = "sdn"  # a key of sdn.training.schemes.SCHEMES (the paper's Table 3)
+    n_outputs: int | None = None  # images per caption; None = the scheme's (3 for "diverse", else 1)
+    stage1_epochs: int = 100  # epochs with the first loss of the scheme (paper: 100)
+    stage2_epochs: int = 100  # epochs with the second loss of the scheme (paper: 100)
+    batch_size: int = 12  # images per step over all processes (paper: 12); a multiple of the number of processes
+    lr: float = 1e-4  # Adam learning rate (paper: 1e-4)
+    fc_dim: int = 4096  # width of g-fc8 and g-fc7
+    pair_preactivation: bool | None = None  # Stage I pairs G's pre-ReLU (True) or post-ReLU (False) values
+    # with the taps (see Generator); None: post-ReLU for VGG (the authors'), pre-ReLU for teachers with signed taps
+    tap_weights: str = "inverse-mean"  # "inverse-mean": each tap divided by its mean |activation| on
+    # real training images and weighted 1/(number of taps), so every tap counts alike and the taps
+    # together weigh about as much as a relative error; "equal": every raw tap term weighted 1, as in the
+    # paper (its exact eqs. 1-3 also need loss_reduction="sum")
+    loss_reduction: str = "mean"  # each L1 term over an image's elements: "mean" (a term's size is
+    # independent of the tap's shape) or "sum" (the paper's plain ||.||_1, which weighs big taps more)
+    pixel_weight: float = 1.0  # weight of the image-space L1 term
+    stage2_pixel_weight: float | None = None  # the image term's weight in the second part of a two-loss
+    # scheme (sdn, diverse); None = pixel_weight
+    tap_profile: str = "flat"  # how the tap weights spread over the taps: "flat" (alike, the paper), "mid"
+    # (favours mid-level taps) or one number per tap (sdn.networks.teacher_views.tap_weight_profile)
+    teacher_input_size: int | None = None  # the teacher sees images up-sampled to this size, its taps
+    # area-pooled back to their shapes at the image size (sdn.networks.teacher_views); None = the image size (the paper)
+    stage1_inputs: str = "generator"  # what G's steps read in Stage I: "generator" (the step above, the
+    # paper), "teacher" (the teacher's tap of the real image paired with the step above, so every layer
+    # learns its own step of inverting the teacher at once), "both" (the two losses added)
+    diverse_mean_weight: float = 0.001  # CRN's small share of the mean over the n outputs (0: the
+    # paper's pure minimum, eqs. 4-5)
+    precision: str = "bf16"  # "bf16" autocast (AMX on CPU, tensor cores on CUDA) or "fp32"
+    channels_last: bool = True  # NHWC memory format for the convolutions
+    adam: str = "auto"  # Adam implementation: "fused" (one kernel over all parameters), "foreach",
+    # "for-loop" (the reference); "auto" = fused where this torch supports it on the device, else
+    # foreach. On 2 CPU cores fused steps the 142 M-parameter 224 px generator 5x faster than foreach.
+    compile: bool = False  # torch.compile the generator and the teacher (off: on 2 CPU cores it took
+    # minutes to compile and gained nothing clear, 0.95-0.99x in Stage I, 1.03-1.26x in Stage II)
+    grad_checkpointing: bool = False  # recompute the generator's insides in the backward pass for
+    # a smaller peak memory (224 px on small GPUs); same results, about one more generator forward
+    teacher_fusion: bool = True  # a frozen teacher with batch norms and paddings folded in and weights
+    # held in the step's precision (sdn.networks.teacher_fusion); same taps to rounding
+    fused_l1: bool = True  # every loss term's L1 in 4 elementwise passes instead of ~11 (sdn.training.fused_l1)
+    matmul_convs: bool = True  # weight-bound generator convolutions as matrix products (Generator)
+    retain_freed_memory: bool = True  # CPU: glibc keeps freed memory for reuse (sdn.training.host_memory);
+    # process-wide. The four together, 64 px, EfficientNet-Lite0, 1 thread: Stage II 1.9x, Stage I 1.3x (docs/speed.md)
+    seed: int = 0  # initialisation, data order and caption choice
+    checkpoint_every: int | None = 500  # also checkpoint every this many steps (None: at the end of each epoch only)
+    keep_checkpoints: int = 3  # numbered checkpoints kept in run_dir; older ones are deleted
+    max_bad_steps: int = 5  # a non-finite loss skips its step; this many in a row stop training
+
+
+PAPER = TrainingConfig()
+PRESETS: dict[str, TrainingConfig] = {
+    "paper": PAPER,
+    # `sdn demo`: a small fast teacher and generator, under 10 minutes on 2 CPU cores; the large pixel
+    # weight keeps the colour signal, which the teacher taps barely carry, from being drowned
+    "demo": replace(PAPER, teacher="efficientnet-lite0", stage1_epochs=18, stage2_epochs=14, fc_dim=1024, pixel_weight=50.0),
+    # `sdn ablate` and SDN in `sdn table1`: every run alike, the budget given on the command line
+    "ablation": replace(PAPER, teacher="efficientnet-lite0", stage1_epochs=1, stage2_epochs=1, fc_dim=1024, pixel_weight=10.0),
+}
+
+
+def preset_kwargs(name: str) -> dict:
+    """A preset as training_loop keyword arguments."""
+    preset = PRESETS[name]
+    return {f.name: getattr(preset, f.name) for f in fields(preset)}

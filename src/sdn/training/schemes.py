@@ -1,0 +1,26 @@
+"""The training schemes of the paper's Table 3: which loss trains each part of a run.
+
+A run has two parts, `stage1_epochs` then `stage2_epochs`; a scheme names the loss of each (keys of
+sdn.training.losses.LOSSES) and how many images per caption its generator draws by default."""
+
+from __future__ import annotations
+
+
+class Scheme(tuple):
+    """(loss of the first `stage1_epochs` epochs, loss of the remaining `stage2_epochs`), with a
+    description for people and the images per caption drawn when --n-outputs is not given."""
+
+    def __new__(cls, first: str, second: str, description: str, n_outputs: int = 1):
+        scheme = super().__new__(cls, (first, second))
+        scheme.description, scheme.n_outputs = description, n_outputs
+        return scheme
+
+
+SCHEMES: dict[str, Scheme] = {
+    "image": Scheme("image", "image", "image-space loss only"),
+    "stage1": Scheme("stage1", "stage1", "Stage-I loss only"),
+    "stage2": Scheme("stage2", "stage2", "Stage-II loss only"),
+    "joint": Scheme("joint", "joint", "Stage-I & Stage-II losses together"),
+    "sdn": Scheme("stage1", "stage2", "the paper's two-stage SDN"),
+    "diverse": Scheme("stage1", "stage2", "two-stage SDN with n outputs and min-over-outputs losses", n_outputs=3),
+}

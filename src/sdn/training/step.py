@@ -1,0 +1,43 @@
+"""One SDN optimiser step, and the tap statistics its losses are weighted by."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from sdn.networks.teachers import Teacher
+from sdn.training import distributed
+from sdn.utils import autocast
+
+
+@torch.no_grad()
+def tap_mean_activations(teacher: Teacher, images: torch.Tensor, device, precision: str, batch_size: int = 32) -> torch.Tensor:
+    """Each tap's mean |activation| over `images` (uint8)."""
+    sums = torch.zeros(len(teacher.taps))
+    for i in range(0, len(images), batch_size):
+        real = images[i : i + batch_size].to(device).float() / 255
+        with autocast(device, precision):
+            feats = teacher(real)
+        sums += torch.tensor([f.float().abs().mean().item() * len(real) for f in feats])
+    return (sums / len(images)).clamp_min(1e-6)
+
+
+def train_step(generator, teacher, loss_fn, real, text, optimizer, dev, precision, share: float = 1.0) -> dict[str, float]:
+    """One optimiser step of `loss_fn` (an sdn.training.losses.Loss) on this process's slice of the global
+    batch; `share` is the slice's fraction of the batch, which weighs its loss so that the gradients
+    summed over processes are those of the whole batch's mean loss. Returns the whole batch's loss
+    and its parts. A non-finite loss skips the update (every process sees the same summed loss, so
+    all of them skip)."""
+    names = loss_fn.term_names
+    optimizer.zero_grad(set_to_none=True)
+    values = torch.zeros(1 + len(names))
+    if len(text):  # a short last batch can leave a process nothing to do but add zeros
+        loss, terms = loss_fn(generator, teacher, real, text, precision)
+        (loss if share == 1 else loss * share).backward()
+        values = torch.stack([loss.detach().float()] + [terms[n].float() for n in names]).cpu() * share
+    values = distributed.sum_gradients(generator.parameters(), values)
+    result = dict(zip(("loss", *names), values.tolist()))
+    if math.isfinite(result["loss"]):
+        optimizer.step()
+    return result
