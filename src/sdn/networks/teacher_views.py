@@ -42,6 +42,11 @@ class ResizedInputTeacher(Teacher):
         return [f if f.shape[-1] == s else F.adaptive_avg_pool2d(f, s) for f, s in zip(self.inner(x), self.tap_sizes)]
 
 
+def viewed_at(teacher: Teacher, resolution: int, input_size: int | None) -> Teacher:
+    """`teacher` (built for `input_size`) as seen from `resolution` px images; itself when no up-sampling."""
+    return teacher if input_size in (None, resolution) else ResizedInputTeacher(teacher, resolution, input_size)
+
+
 def check_input_size(input_size: int | None, resolution: int) -> None:
     if input_size is None:
         return

@@ -227,10 +227,8 @@ def build_teacher(name: str = "vgg19", weights: str | None = None, init: str = "
     init: "pretrained", or "random" for tests only: a random teacher makes Stage I ignore the caption.
     pooling: "avg" (the authors' choice) or "max" (VGG's own) for the VGG teachers.
     resolution: input size in pixels, a multiple of 32.
-    input_size: None, or the size the teacher looks at the images in (up-sampled), its taps pooled
-        back to their shapes at `resolution` (see sdn.networks.teacher_views.ResizedInputTeacher).
-    """
-    taps = teacher_taps(name)
+    input_size: None, or the size it sees images at, taps pooled back (sdn.networks.teacher_views)."""
+    taps = teacher_taps(name)  # an unknown name fails first, in one line
     if init not in TEACHER_INITS:
         raise UserError(f"--teacher-init must be 'pretrained' or 'random', not {init!r}")
     if pooling not in POOLINGS:
@@ -239,14 +237,12 @@ def build_teacher(name: str = "vgg19", weights: str | None = None, init: str = "
     if init == "random":
         warnings.warn("teacher has RANDOM weights (--teacher-init random): for tests only; a random teacher makes "
                       "Stage I distillation ignore the caption", stacklevel=2)
-    from sdn.networks.teacher_views import ResizedInputTeacher, check_input_size
+    from sdn.networks.teacher_views import check_input_size, viewed_at  # it imports this module
 
     check_input_size(input_size, resolution)
     teacher = TEACHERS[name].build(weights, init, pooling, input_size or resolution)
     assert teacher.taps == taps
-    if input_size not in (None, resolution):
-        teacher = ResizedInputTeacher(teacher, resolution, input_size)
-    return teacher.freeze()
+    return viewed_at(teacher, resolution, input_size).freeze()
 
 
 def check_resolution(resolution: int) -> None:

@@ -22,11 +22,10 @@ from sdn.data.captioned_images import CaptionedImages
 from sdn.errors import UserError
 from sdn.networks.generator import Generator
 from sdn.training.host_memory import retain_freed_memory as retain_freed_host_memory
-from sdn.training.losses import LOSSES
 from sdn.training.optim import make_adam
 from sdn.training.resume import find_resume_checkpoint, resume_position, rng_states, set_rng_states
 from sdn.training.run_log import RunLog
-from sdn.training.schemes import SCHEMES
+from sdn.training.schemes import SCHEMES, scheme_losses
 from sdn.networks.teacher_fusion import fuse_teacher
 from sdn.networks.teacher_views import tap_weight_profile
 from sdn.networks.teachers import build_teacher
@@ -112,22 +111,13 @@ def training_loop(
     optimizer = make_adam(generator.parameters(), lr, adam)
     state = _start(a, ckpt, generator, optimizer, teacher_net, train, embeddings, dev, world)
     distributed.broadcast_parameters(generator, world)
-    losses = {name: LOSSES[name](state.tap_weights, _pixel_weight(a, name), diverse_mean_weight, state.tap_scales, loss_reduction,
-                                 fused_l1=fused_l1, **({"inputs": stage1_inputs} if name == "stage1" else {}))
-              for name in dict.fromkeys(SCHEMES[scheme])}
+    losses = scheme_losses(a, state.tap_weights, state.tap_scales)
     _train_epochs(a, config, state, generator, teacher_net, optimizer, losses, train, embeddings, dev, world, budget, ckpt is not None)
     if world.is_main:
         export_generator(generator, {**config, "step": state.step}, run_dir / EXPORT)
     distributed.barrier(world)  # no rank leaves (and tears the group down) while rank 0 still writes
     files = checkpoint_files(run_dir)
     return files[0] if files else run_dir / LATEST
-
-
-def _pixel_weight(a: SimpleNamespace, loss_name: str) -> float:
-    """The image term's weight in the loss named `loss_name`: stage2_pixel_weight in the second part of
-    a scheme with two different losses, pixel_weight everywhere else."""
-    first, second = SCHEMES[a.scheme]
-    return a.stage2_pixel_weight if a.stage2_pixel_weight is not None and loss_name == second != first else a.pixel_weight
 
 
 def _build_networks(a: SimpleNamespace, config: dict, ckpt: dict | None, train: CaptionedImages, dev: torch.device):

@@ -24,3 +24,18 @@ SCHEMES: dict[str, Scheme] = {
     "sdn": Scheme("stage1", "stage2", "the paper's two-stage SDN"),
     "diverse": Scheme("stage1", "stage2", "two-stage SDN with n outputs and min-over-outputs losses", n_outputs=3),
 }
+
+
+def scheme_losses(a, tap_weights, tap_scales) -> dict:
+    """The losses of the scheme `a.scheme` (a: training_loop's settings), by name. The image term weighs
+    a.stage2_pixel_weight in the second part of a scheme with two different losses when that is set,
+    a.pixel_weight everywhere else; Stage I reads a.stage1_inputs."""
+    from sdn.training.losses import LOSSES
+
+    first, second = SCHEMES[a.scheme]
+    losses = {}
+    for name in dict.fromkeys((first, second)):
+        pixel = a.stage2_pixel_weight if a.stage2_pixel_weight is not None and name == second != first else a.pixel_weight
+        extra = {"inputs": a.stage1_inputs} if name == "stage1" else {}
+        losses[name] = LOSSES[name](tap_weights, pixel, a.diverse_mean_weight, tap_scales, a.loss_reduction, fused_l1=a.fused_l1, **extra)
+    return losses
