@@ -211,12 +211,20 @@ print(json.dumps([default, took, faults()]))
 """
     if not sys.platform.startswith("linux"):
         pytest.skip("glibc only")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    default, took, retained = json.loads(out.strip().splitlines()[-1])
-    if default == 0:
-        pytest.skip("this allocator does not return freed blocks to the kernel (not glibc's defaults)")
-    assert took is True
-    assert retained <= default / 10  # here: 10,240 faults by default, 0 retained
+    # Up to three fresh processes: once in a full-suite run on a loaded 2-core machine a process counted
+    # the same 4,096 faults with and without the setting (never reproduced alone, 0 retained there);
+    # minor-fault counts are process-wide, so other kernel activity can land in them.
+    measured = []
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        default, took, retained = json.loads(out.strip().splitlines()[-1])
+        if default == 0:
+            pytest.skip("this allocator does not return freed blocks to the kernel (not glibc's defaults)")
+        assert took is True
+        measured.append((default, retained))
+        if retained <= default / 10:  # here: 10,240 faults by default, 0 retained
+            break
+    assert retained <= default / 10, f"(faults by default, faults retained) per attempt: {measured}"
 
 
 RUN = {"teacher": "efficientnet-lite0", "text_encoder": "test-hash", "fc_dim": 16, "batch_size": 6, "progress": False,
