@@ -133,3 +133,31 @@ def test_train_bad_inputs_are_one_line(demo_run, tmp_path):
 def test_checkpoints_load_with_weights_only(demo_run):
     ckpt = torch.load(demo_run / "checkpoint-latest.pt", weights_only=True)
     assert {"config", "generator", "optimizer", "step", "epoch"} <= ckpt.keys()
+
+
+def test_demo_uses_only_the_cores_other_jobs_leave_free(monkeypatch):
+    import torch
+
+    from sdn import commands
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(commands.os, "cpu_count", lambda: 2)
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr(commands.os, "getloadavg", lambda: (1.1, 1.0, 1.0))  # another job holds a core
+        commands._free_cores_only()
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        monkeypatch.setattr(commands.os, "getloadavg", lambda: (0.2, 0.1, 0.1))  # idle: keep torch's threads
+        commands._free_cores_only()
+        assert torch.get_num_threads() == 2
+        monkeypatch.setattr(commands.os, "getloadavg", lambda: (5.0, 5.0, 5.0))  # overloaded: still one
+        commands._free_cores_only()
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's choice wins
+        torch.set_num_threads(2)
+        commands._free_cores_only()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

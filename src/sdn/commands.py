@@ -40,11 +40,24 @@ def _one_thread() -> None:
         torch.set_num_threads(1)
 
 
+def _free_cores_only() -> None:
+    """Without OMP_NUM_THREADS, use only the cores other processes leave free (the 1-minute load
+    average), at least one. OpenMP threads that share a core with another job wait at every barrier:
+    `sdn demo` from a fresh clone took 936 s with torch's 2 threads and 462 s with 1 while another
+    training used the other of 2 cores (this machine, one run each)."""
+    if "OMP_NUM_THREADS" not in os.environ and hasattr(os, "getloadavg"):
+        import torch
+
+        free = (os.cpu_count() or 1) - round(os.getloadavg()[0])
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), free)))
+
+
 def cmd_demo(a) -> None:
     from sdn.demo import run_demo
     from sdn.networks.teachers import check_resolution
 
     check_resolution(a.size)
+    _free_cores_only()
     report = run_demo(a.out, resolution=a.size, seed=a.seed, baseline=a.baseline, **_training_kwargs(a))
     runs = [r for r in ("sdn", "image_baseline") if r in report]
     print(f"{'accuracy':<24}" + "".join(f"{r.replace('_', ' '):>30}" for r in runs))
