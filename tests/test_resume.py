@@ -211,3 +211,13 @@ def test_a_checkpoint_from_before_a_setting_existed_resumes_with_its_old_default
     training_loop(tiny_data, tmp_path, resume=path, **RUN)
     with pytest.raises(UserError, match="loss_reduction: 'mean' saved, 'sum' now"):
         training_loop(tiny_data, tmp_path, resume="auto", **{**RUN, "loss_reduction": "sum"})
+
+
+def test_checkpoint_epochs_saves_every_nth_epoch_end_and_the_last(tmp_path, tiny_data):
+    """3 steps per epoch, 5 epochs, a checkpoint every 2nd epoch end: after steps 6 and 12, and 15 (the last)."""
+    run = {**RUN, "stage1_epochs": 3, "stage2_epochs": 2, "checkpoint_every": None, "checkpoint_epochs": 2, "keep_checkpoints": 10}
+    training_loop(tiny_data, tmp_path, **run)
+    assert [p.name for p in checkpoint_files(tmp_path)] == [
+        "checkpoint-000015.pt", "checkpoint-000012.pt", "checkpoint-000006.pt", "checkpoint-latest.pt"]
+    with pytest.raises(UserError, match="--checkpoint-epochs"):
+        training_loop(tiny_data, tmp_path / "bad", **{**run, "checkpoint_epochs": 0})

@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="auto|PATH",
                    help="continue exactly where a run stopped: 'auto' (the newest readable checkpoint in --out, else start afresh), a checkpoint file or a run folder")
     p.add_argument("--checkpoint-every", type=int, default=PAPER.checkpoint_every, metavar="STEPS", help="checkpoint every this many steps as well as at each epoch end (0: epoch ends only)")
+    p.add_argument("--checkpoint-epochs", type=int, default=PAPER.checkpoint_epochs, metavar="N", help="checkpoint at every N-th epoch end (and the last)")
     p.add_argument("--keep-checkpoints", type=int, default=PAPER.keep_checkpoints, metavar="K", help="numbered checkpoints kept in --out")
     p.add_argument("--max-bad-steps", type=int, default=PAPER.max_bad_steps, metavar="N", help="stop after N non-finite losses in a row (each is skipped)")
     p.add_argument("--overwrite", action="store_true", help="start afresh in a run folder that already holds a run")

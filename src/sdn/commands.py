@@ -92,7 +92,7 @@ def cmd_train(a) -> None:
         data = load_cache(a.data, a.text_encoder)
         if a.size is not None and a.size != data.resolution:
             raise UserError(f"--size {a.size} but the cache {a.data} holds {data.resolution} px images")
-    run = dict(seed=a.seed, resume=a.resume, overwrite=a.overwrite, checkpoint_every=a.checkpoint_every or None,
+    run = dict(seed=a.seed, resume=a.resume, overwrite=a.overwrite, checkpoint_every=a.checkpoint_every or None, checkpoint_epochs=a.checkpoint_epochs,
                keep_checkpoints=a.keep_checkpoints, max_bad_steps=a.max_bad_steps, max_seconds=None if a.max_minutes is None else a.max_minutes * 60)
     if a.method == "sdn":
         a.batch_size, a.lr = a.batch_size or PAPER.batch_size, a.lr or PAPER.lr

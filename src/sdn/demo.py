@@ -16,6 +16,7 @@ from sdn.evaluation.plots import captioned_grid, loss_plot
 from sdn.networks.shape_classifier import classify_shapes, load_or_train
 from sdn.networks.text import build_text_encoder
 from sdn.training.checkpoint import generator_from_checkpoint, load_checkpoint
+from sdn.training.config import PRESETS
 from sdn.training.loop import training_loop
 
 BASELINE_DIR = "baseline-image"
@@ -41,7 +42,8 @@ def run_demo(out: str | Path = "runs/demo", resolution: int = 64, seed: int = 0,
     for name, (folder, kwargs) in runs.items():
         t = time.perf_counter()
         # The demo replaces its own earlier output in `out`.
-        path = training_loop(data, folder, seed=seed, progress=progress, text_encoder_instance=encoder, overwrite=True, **kwargs)
+        path = training_loop(data, folder, seed=seed, progress=progress, text_encoder_instance=encoder, overwrite=True,
+                             checkpoint_epochs=PRESETS["demo"].checkpoint_epochs, **kwargs)
         seconds[name] = round(time.perf_counter() - t, 1)
         ckpts[name] = load_checkpoint(path)
         generator = generator_from_checkpoint(ckpts[name])

@@ -74,6 +74,7 @@ def training_loop(
     checkpoint_every: int | None = PAPER.checkpoint_every,
     keep_checkpoints: int = PAPER.keep_checkpoints,
     max_bad_steps: int = PAPER.max_bad_steps,
+    checkpoint_epochs: int = PAPER.checkpoint_epochs,
     device: str | None = None,  # "cpu", "cuda", ...; None = CUDA when available
     progress: bool = True,  # show a progress bar
     text_encoder_instance: TextEncoder | None = None,  # an already-built encoder, to reuse
@@ -99,7 +100,8 @@ def training_loop(
     config = training_config(a, data.resolution)
     distributed.check_same_settings(
         {**config, "run_dir": str(run_dir), "resume": None if resume is None else str(resume), "overwrite": overwrite,
-         "checkpoint_every": checkpoint_every, "keep_checkpoints": keep_checkpoints, "max_bad_steps": max_bad_steps,
+         "checkpoint_every": checkpoint_every, "checkpoint_epochs": checkpoint_epochs, "keep_checkpoints": keep_checkpoints,
+         "max_bad_steps": max_bad_steps,
          "train_images": len(train), "world_size": world.world_size},
         world,
     )
@@ -180,7 +182,7 @@ def _start(a, ckpt, generator, optimizer, teacher_net, train, embeddings, dev, w
 def _train_epochs(a, config, state: _State, generator, teacher_net, optimizer, losses, train, embeddings, dev, world, budget,
                   resumed: bool) -> None:
     """The epochs from where `state` stands: a step per batch, a checkpoint every `checkpoint_every`
-    steps, at each epoch's end and when the budget is spent."""
+    steps, at every `checkpoint_epochs`-th epoch's end, at the last one's and when the budget is spent."""
     total_epochs = a.stage1_epochs + a.stage2_epochs
     steps_per_epoch = math.ceil(len(train) / a.batch_size)
     memory_format = torch.channels_last if a.channels_last else torch.contiguous_format
@@ -227,9 +229,9 @@ def _train_epochs(a, config, state: _State, generator, teacher_net, optimizer, l
                 log.step(state.step, epoch, stage, terms, len(batch) / seconds, skipped=not math.isfinite(loss))
             bar.update(1)
             bar.set_postfix(stage=stage, loss=f"{loss:.4f}", refresh=False)
-            epoch_done = i + a.batch_size >= len(train)
+            epoch_end_saved = i + a.batch_size >= len(train) and ((epoch + 1) % a.checkpoint_epochs == 0 or epoch + 1 == total_epochs)
             out_of_time = budget.spent()
-            if epoch_done or out_of_time or (a.checkpoint_every is not None and state.step % a.checkpoint_every == 0):
+            if epoch_end_saved or out_of_time or (a.checkpoint_every is not None and state.step % a.checkpoint_every == 0):
                 save(epoch, min(i + a.batch_size, len(train)))
             if out_of_time:
                 break

@@ -37,8 +37,8 @@ def check_training_arguments(a: SimpleNamespace) -> None:
         raise UserError(f"the {a.scheme} scheme needs --n-outputs of 2 or more")
     if a.batch_size < 1 or a.stage1_epochs < 0 or a.stage2_epochs < 0 or a.stage1_epochs + a.stage2_epochs < 1:
         raise UserError("batch size must be >= 1 and the epochs must add up to at least 1")
-    if (a.checkpoint_every is not None and a.checkpoint_every < 1) or a.keep_checkpoints < 1 or a.max_bad_steps < 1:
-        raise UserError("--checkpoint-every, --keep-checkpoints and --max-bad-steps must be 1 or more")
+    if (a.checkpoint_every is not None and a.checkpoint_every < 1) or min(a.keep_checkpoints, a.max_bad_steps, a.checkpoint_epochs) < 1:
+        raise UserError("--checkpoint-every, --checkpoint-epochs, --keep-checkpoints and --max-bad-steps must be 1 or more")
     world_size = distributed.world_size_from_env()
     if a.batch_size % world_size:
         raise UserError(f"the batch size {a.batch_size} is the global batch and must divide evenly over the {world_size} "
