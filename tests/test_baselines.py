@@ -288,3 +288,13 @@ def test_resuming_a_gan_run_with_other_settings_is_refused_unless_allowed(tmp_pa
     ckpt = load_checkpoint(gan_training_loop(tiny_data, tmp_path, method="stackgan1", resume="auto", lr=1e-3, allow_changed_settings=("lr",),
                                              **{**RUN, "epochs": 2}))
     assert ckpt["step"] == 6 and ckpt["config"]["changed_settings"] == [{"key": "lr", "from": 2e-4, "to": 1e-3, "step": 3}]
+
+
+def test_a_gan_run_checkpoints_every_nth_epoch_end_and_the_last(tmp_path, tiny_data, tiny_specs):
+    """18 train images, batches of 6: 3 steps an epoch; 3 epochs, every 2nd epoch end: steps 6 and 9."""
+    from sdn.baselines import loop
+    from sdn.training.checkpoint import checkpoint_files
+
+    run = {**RUN, "epochs": 3, "checkpoint_every": None, "checkpoint_epochs": 2, "keep_checkpoints": 10}
+    loop.gan_training_loop(tiny_data, tmp_path, method="gan-int-cls", **run)
+    assert [p.name for p in checkpoint_files(tmp_path)] == ["checkpoint-000009.pt", "checkpoint-000006.pt", "checkpoint-latest.pt"]

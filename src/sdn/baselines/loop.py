@@ -56,6 +56,7 @@ def gan_training_loop(
     seed: int = 0,  # initialisation, data order, every step's noise, and the sampling noise bank
     resume: str | Path | None = None,  # as sdn.training.loop.training_loop
     checkpoint_every: int | None = 500,
+    checkpoint_epochs: int = 1,  # as sdn.training.loop.training_loop
     keep_checkpoints: int = 3,
     max_bad_steps: int = 5,
     max_seconds: float | None = None,  # stop at the first step boundary after this much wall time, with a checkpoint
@@ -114,8 +115,8 @@ def _check_and_configure(a: SimpleNamespace, resolution: int) -> dict:
     )
     if config["batch_size"] < 2 or config["epochs"] < 1 or config["lr"] <= 0 or config["n_outputs"] < 1:
         raise UserError("a GAN needs a batch size of 2 or more (batch norm), at least 1 epoch, a positive --lr and --n-outputs >= 1")
-    if (a.checkpoint_every is not None and a.checkpoint_every < 1) or a.keep_checkpoints < 1 or a.max_bad_steps < 1:
-        raise UserError("--checkpoint-every, --keep-checkpoints and --max-bad-steps must be 1 or more")
+    if (a.checkpoint_every is not None and a.checkpoint_every < 1) or min(a.keep_checkpoints, a.max_bad_steps, a.checkpoint_epochs) < 1:
+        raise UserError("--checkpoint-every, --checkpoint-epochs, --keep-checkpoints and --max-bad-steps must be 1 or more")
     down_stages(resolution)
     world_size, batch_size = distributed.world_size_from_env(), config["batch_size"]
     if batch_size % world_size or batch_size // world_size < 2:
@@ -195,7 +196,8 @@ def _train_epochs(a, config: dict, run: SimpleNamespace, train, embeddings, dev,
             bar.update(1)
             bar.set_postfix(d=f"{terms['d_loss']:.3f}", g=f"{terms['g_loss']:.3f}", refresh=False)
             out_of_time = budget.spent()
-            if i + batch_size >= per_epoch or out_of_time or (a.checkpoint_every is not None and run.step % a.checkpoint_every == 0):
+            epoch_end_saved = i + batch_size >= per_epoch and ((epoch + 1) % a.checkpoint_epochs == 0 or epoch + 1 == config["epochs"])
+            if epoch_end_saved or out_of_time or (a.checkpoint_every is not None and run.step % a.checkpoint_every == 0):
                 save(epoch, min(i + batch_size, per_epoch))
             if out_of_time:
                 break
