@@ -31,6 +31,7 @@ from sdn.networks.teachers import (
     EfficientNetTeacher,
     Teacher,
     VGGTeacher,
+    run_to_taps,
 )
 from sdn.utils import LITE_INPUT_CENTRE, LITE_INPUT_SCALE
 
@@ -63,13 +64,7 @@ class FusedVGGTeacher(Teacher):
         self.register_buffer("std", teacher.std.clone())
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = ((images - self.mean) / self.std).to(self.features[0].weight.dtype)
-        out, wanted = [], set(self.tap_after)
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in wanted:
-                out.append(x)
-        return out
+        return run_to_taps(self.features, self.tap_after, ((images - self.mean) / self.std).to(self.features[0].weight.dtype))
 
 
 class _Conv:

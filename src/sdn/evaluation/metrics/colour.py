@@ -64,6 +64,6 @@ def colour_accuracy(generated: torch.Tensor, data: CaptionedImages) -> dict:
 
 @register("colour_accuracy", "demo data only: share of drawings whose object has the caption's colour (hue rule)", default=False)
 def _colour_accuracy_metric(ctx: EvalContext) -> dict:
-    drawings = ctx.generated[:, :, 0].flatten(0, 1).float() / 255
+    drawings = ctx.drawings().float() / 255
     index = ctx.paired_real_index()
     return colour_accuracy(drawings[:, None], ctx.data.take(index))
