@@ -129,3 +129,34 @@ def test_stage1_with_teacher_inputs_runs_g_on_the_taps_of_the_real_images(inputs
     torch.testing.assert_close(loss, expected)
     loss.backward()
     assert all(p.grad is not None for p in g.parameters())
+
+
+@pytest.mark.parametrize("fused_l1", [True, False])
+def test_l2_distance_hand_computed_for_taps_and_pixels(fused_l1):
+    real = torch.zeros(2, 3, 2, 2)
+    images = torch.full((2, 1, 3, 2, 2), 0.5)  # squared 0.25 per element
+    real_feats = [torch.ones(2, 4, 1, 1), torch.zeros(2, 2, 2, 2)]
+    acts = [torch.zeros(2, 4, 1, 1), torch.full((2, 2, 2, 2), -0.5)]  # squared: 1.0 and 0.25
+    args = dict(real=real, images=images, real_feats=real_feats, generator_acts=acts)
+    l2 = Stage1Loss([2.0, 3.0], pixel_weight=4.0, distance="l2", fused_l1=fused_l1).compare(**args)[0]
+    assert l2.item() == pytest.approx(2.0 * 1.0 + 3.0 * 0.25 + 4.0 * 0.25)
+    l1 = Stage1Loss([2.0, 3.0], pixel_weight=4.0, fused_l1=fused_l1).compare(**args)[0]
+    assert l1.item() == pytest.approx(2.0 * 1.0 + 3.0 * 0.5 + 4.0 * 0.5)  # the paper's distance is still the default
+
+
+def test_l2_optimum_is_the_mean_of_a_sparse_target_where_l1_draws_nothing():
+    # A pixel that is "object" (1) in 30 % of the images and background (0) elsewhere: L1's best constant
+    # is the median, 0 (nothing drawn); L2's is the mean, 0.3 (the object's share).
+    target = (torch.arange(10) < 3).float().view(10, 1, 1, 1, 1).expand(10, 1, 3, 1, 1).contiguous()
+    best = {}
+    for distance in ("l1", "l2"):
+        value = torch.zeros(1, requires_grad=True)
+        opt = torch.optim.Adam([value], lr=0.01)
+        for _ in range(400):
+            drawn = value.view(1, 1, 1, 1, 1).expand(10, 1, 3, 1, 1)
+            loss = ImageLoss([], distance=distance).compare(real=target[:, 0], images=drawn)[0]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        best[distance] = value.item()
+    assert abs(best["l1"]) < 0.05 and best["l2"] == pytest.approx(0.3, abs=0.05)

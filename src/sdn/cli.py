@@ -60,6 +60,9 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
     g.add_argument("--loss-reduction", choices=r.reductions, default=c.loss_reduction,
                    help="each L1 term over an image's elements: mean (default) or sum (the paper's plain L1 of eqs. 1-3; "
                         "with --tap-weights equal: the paper's exact loss)")
+    g.add_argument("--distance", choices=r.distances, default=c.distance,
+                   help="what every loss term measures: l1 (the paper) or l2 (squared error; its optimum is a sparse "
+                        "target's mean, not its median, which is often zero: docs/demo-levers.md)")
     g.add_argument("--diverse-mean-weight", type=float, default=c.diverse_mean_weight,
                    help="diverse synthesis: CRN's share of the mean over the n outputs (0: the paper's pure minimum, eqs. 4-5)")
     g.add_argument("--precision", default=c.precision, choices=r.precisions)

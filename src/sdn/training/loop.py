@@ -53,6 +53,7 @@ def training_loop(
     pair_preactivation: bool | None = PAPER.pair_preactivation,
     tap_weights: str = PAPER.tap_weights,
     loss_reduction: str = PAPER.loss_reduction,
+    distance: str = PAPER.distance,
     pixel_weight: float = PAPER.pixel_weight,
     stage2_pixel_weight: float | None = PAPER.stage2_pixel_weight,
     tap_profile: str = PAPER.tap_profile,

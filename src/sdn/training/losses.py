@@ -34,6 +34,7 @@ from sdn.utils import autocast
 
 
 REDUCTIONS = ("mean", "sum")  # see the module's docstring
+DISTANCES = ("l1", "l2")  # what each term measures (see _Weighted)
 TAP_WEIGHTS = ("inverse-mean", "equal")  # how training_loop weighs the teacher's taps (see its tap_weights)
 STAGE1_INPUTS = ("generator", "teacher", "both")  # what G's steps read in Stage I (see Stage1Loss)
 
@@ -41,6 +42,14 @@ STAGE1_INPUTS = ("generator", "teacher", "both")  # what G's steps read in Stage
 def l1_per_image(a: torch.Tensor, b: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """|a - b| over every dimension but the first, averaged or summed: one value per image."""
     return _L1PerImage.apply(a, b, reduction == "sum")
+
+
+def distance_per_image(a: torch.Tensor, b: torch.Tensor, reduction: str = "mean", distance: str = "l1") -> torch.Tensor:
+    """l1_per_image, or for distance "l2" the squared difference, averaged or summed per image."""
+    if distance == "l1":
+        return l1_per_image(a, b, reduction)
+    squared = (a.float() - b.float()).square().flatten(1)
+    return squared.sum(1) if reduction == "sum" else squared.mean(1)
 
 
 class _L1PerImage(torch.autograd.Function):
@@ -93,18 +102,24 @@ class _Weighted(Loss):
     """tap_weights: one weight per tap. tap_scales: one divisor per tap applied to the teacher's
     activations (None = 1 each), so that each tap is compared in units of its typical size.
     reduction: "mean" or "sum" over each image's elements (see the module's docstring).
+    distance: "l1" (the paper's ||.||_1) or "l2" (squared error) for every term. An L1 term's optimum
+    is the median of its target given the caption, and where most targets are zero (the teacher's sparse
+    activations; an object's pixels against a background) that median is zero or the background: L1 then
+    pulls G towards drawing nothing and gives no gradient that depends on the caption. L2's optimum is
+    the mean, which keeps the object's share (measured on the demo: docs/demo-levers.md).
     fused_l1: compute every L1 term with sdn.training.fused_l1 (the same values to rounding, fewer passes);
     it implements the "mean" reduction only, so "sum" always takes the plain path."""
 
     term_names: tuple[str, ...] = ("taps", "pixel")
 
     def __init__(self, tap_weights: Sequence[float] | torch.Tensor, pixel_weight: float = 1.0, diverse_mean_weight: float = 0.0,
-                 tap_scales: Sequence[float] | torch.Tensor | None = None, reduction: str = "mean", fused_l1: bool = False):
-        assert reduction in REDUCTIONS
-        self.reduction = reduction
+                 tap_scales: Sequence[float] | torch.Tensor | None = None, reduction: str = "mean", fused_l1: bool = False,
+                 distance: str = "l1"):
+        assert reduction in REDUCTIONS and distance in DISTANCES
+        self.reduction, self.distance = reduction, distance
         self.tap_weights = torch.as_tensor(tap_weights, dtype=torch.float32)
         self.tap_scales = None if tap_scales is None else torch.as_tensor(tap_scales, dtype=torch.float32).tolist()
-        self.fused_l1 = fused_l1 and reduction == "mean"
+        self.fused_l1 = fused_l1 and reduction == "mean" and distance == "l1"
         self.inverse_scales = None if self.tap_scales is None else [1 / s for s in self.tap_scales]
         self.pixel_weight = pixel_weight
         self.diverse_mean_weight = diverse_mean_weight
@@ -116,13 +131,13 @@ class _Weighted(Loss):
 
     def taps_per_image(self, targets: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor]) -> torch.Tensor:
         assert len(targets) == len(outputs) == len(self.tap_weights)
-        terms = torch.stack([l1_per_image(t, o, self.reduction) for t, o in zip(targets, outputs)], 1)  # (B, taps)
+        terms = torch.stack([distance_per_image(t, o, self.reduction, self.distance) for t, o in zip(targets, outputs)], 1)  # (B, taps)
         return terms @ self.tap_weights.to(terms.device)
 
     def image_loss(self, real: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         if self.fused_l1:
             return scaled_l1_per_image(images, real.unsqueeze(1), batch_dims=2)
-        return image_loss(real, images, self.reduction)
+        return image_loss(real, images, self.reduction, self.distance)
 
     def min_over_outputs(self, per_output: torch.Tensor) -> torch.Tensor:
         """per_output: (B, n) -> (B,): min over the n images, plus a small share of their mean."""
@@ -138,9 +153,10 @@ class _Weighted(Loss):
         return {name: parts[name].detach().gather(1, best).mean() for name in self.term_names}
 
 
-def image_loss(real: torch.Tensor, images: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def image_loss(real: torch.Tensor, images: torch.Tensor, reduction: str = "mean", distance: str = "l1") -> torch.Tensor:
     """Eq. 2 per output: real (B, 3, H, W), images (B, n, 3, H, W) -> (B, n)."""
-    diff = (images.float() - real.float().unsqueeze(1)).abs().flatten(2)
+    diff = images.float() - real.float().unsqueeze(1)
+    diff = (diff.abs() if distance == "l1" else diff.square()).flatten(2)
     return diff.sum(2) if reduction == "sum" else diff.mean(2)
 
 

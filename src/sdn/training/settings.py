@@ -6,10 +6,9 @@ from types import SimpleNamespace
 
 from sdn.training import distributed
 from sdn.errors import UserError
-from sdn.training.losses import REDUCTIONS, TAP_WEIGHTS
+from sdn.training.losses import DISTANCES, REDUCTIONS, STAGE1_INPUTS, TAP_WEIGHTS
 from sdn.training.optim import check_adam
 from sdn.training.schemes import SCHEMES
-from sdn.training.losses import STAGE1_INPUTS
 from sdn.networks.teacher_views import tap_weight_profile
 from sdn.networks.teachers import default_pair_preactivation, teacher_taps
 from sdn.utils import check_precision
@@ -23,6 +22,8 @@ def check_training_arguments(a: SimpleNamespace) -> None:
         raise UserError(f"tap weights must be 'equal' or 'inverse-mean', not {a.tap_weights!r}")
     if a.loss_reduction not in REDUCTIONS:
         raise UserError(f"loss reduction must be one of {', '.join(REDUCTIONS)}, not {a.loss_reduction!r}")
+    if a.distance not in DISTANCES:
+        raise UserError(f"--distance must be one of {', '.join(DISTANCES)}, not {a.distance!r}")
     if a.diverse_mean_weight < 0:
         raise UserError(f"--diverse-mean-weight must be 0 or more, not {a.diverse_mean_weight}")
     if a.pair_preactivation is None:
@@ -53,7 +54,7 @@ def training_config(a: SimpleNamespace, resolution: int) -> dict:
         text_encoder=encoder_name, fc_dim=a.fc_dim, n_outputs=a.n_outputs, scheme=a.scheme,
         pair_preactivation=a.pair_preactivation,
         stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs, batch_size=a.batch_size, lr=a.lr,
-        tap_weights=a.tap_weights, loss_reduction=a.loss_reduction, pixel_weight=a.pixel_weight,
+        tap_weights=a.tap_weights, loss_reduction=a.loss_reduction, distance=a.distance, pixel_weight=a.pixel_weight,
         diverse_mean_weight=a.diverse_mean_weight, stage2_pixel_weight=a.stage2_pixel_weight, tap_profile=a.tap_profile,
         teacher_input_size=a.teacher_input_size, stage1_inputs=a.stage1_inputs, precision=a.precision, channels_last=a.channels_last, seed=a.seed,
         adam=a.adam, compile=a.compile, grad_checkpointing=a.grad_checkpointing,
