@@ -68,6 +68,26 @@ def test_a_run_killed_mid_epoch_and_resumed_matches_the_uninterrupted_run_bit_fo
     assert steps == [1, 2, 3, 4, 5, 6]  # the log of the lost step 5 is not doubled
 
 
+def test_the_weight_average_resumes_exactly_and_is_what_the_export_draws_with(tmp_path, tiny_data, monkeypatch):
+    run = {**RUN, "ema_decay": 0.9}
+    whole = load_checkpoint(training_loop(tiny_data, tmp_path / "whole", **run))
+    crash_at_step(monkeypatch, 5)
+    with pytest.raises(Killed):
+        training_loop(tiny_data, tmp_path / "cut", resume="auto", **run)
+    monkeypatch.setattr(training, "train_step", train_step)
+    resumed = torch.load(training_loop(tiny_data, tmp_path / "cut", resume="auto", **run), weights_only=True)
+    assert resumed["average_count"] == whole["average_count"] == 6
+    for name, weight in whole["generator_average"].items():
+        assert torch.equal(resumed["generator_average"][name], weight), name
+    last, averaged = whole["generator"]["fc.0.weight"], whole["generator_average"]["fc.0.weight"]
+    assert not torch.equal(last, averaged)  # the average lags the last weights
+    export = load_checkpoint(tmp_path / "whole" / "generator.safetensors")["generator"]["fc.0.weight"].float()
+    assert torch.allclose(export, averaged.float(), atol=1e-2 * averaged.abs().max().item())  # bf16 export of the average
+    assert not torch.allclose(export, last.float(), atol=1e-4)
+    drawn = generator_from_checkpoint(whole)  # sample/evaluate from a checkpoint draw with the average too
+    assert torch.equal(drawn.fc[0].weight, averaged)
+
+
 def test_a_truncated_newest_checkpoint_gives_way_to_the_previous_one(tmp_path, tiny_data):
     run = {**RUN, "stage2_epochs": 0, "checkpoint_every": 1, "keep_checkpoints": 2}
     training_loop(tiny_data, tmp_path, **run)

@@ -63,6 +63,9 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
     g.add_argument("--distance", choices=r.distances, default=c.distance,
                    help="what every loss term measures: l1 (the paper) or l2 (squared error; its optimum is a sparse "
                         "target's mean, not its median, which is often zero: docs/demo-levers.md)")
+    g.add_argument("--ema-decay", type=float, default=c.ema_decay,
+                   help="draw with a moving average of G's weights, moved 1 - this of the way each step "
+                        "(0: the last weights, the paper; StyleGAN2-ADA and EDM average)")
     g.add_argument("--diverse-mean-weight", type=float, default=c.diverse_mean_weight,
                    help="diverse synthesis: CRN's share of the mean over the n outputs (0: the paper's pure minimum, eqs. 4-5)")
     g.add_argument("--precision", default=c.precision, choices=r.precisions)

@@ -42,6 +42,8 @@ class TrainingConfig:
     # learns its own step of inverting the teacher at once), "both" (the two losses added)
     diverse_mean_weight: float = 0.001  # CRN's small share of the mean over the n outputs (0: the
     # paper's pure minimum, eqs. 4-5)
+    ema_decay: float = 0.0  # draw with an exponential moving average of G's weights, moved 1 - ema_decay of
+    # the way each step (0: the last weights, the paper; sdn.training.average)
     precision: str = "bf16"  # "bf16" autocast (AMX on CPU, tensor cores on CUDA) or "fp32"
     channels_last: bool = True  # NHWC memory format for the convolutions
     adam: str = "auto"  # Adam implementation: "fused" (one kernel over all parameters), "foreach",

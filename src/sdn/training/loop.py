@@ -22,6 +22,7 @@ from sdn.data.captioned_images import CaptionedImages
 from sdn.errors import UserError
 from sdn.networks.generator import Generator
 from sdn.training.host_memory import retain_freed_memory as retain_freed_host_memory
+from sdn.training.average import average_entries, drawing_generator, weight_average
 from sdn.training.optim import make_adam
 from sdn.training.resume import find_resume_checkpoint, resume_position, rng_states, set_rng_states
 from sdn.training.run_log import RunLog
@@ -60,6 +61,7 @@ def training_loop(
     teacher_input_size: int | None = PAPER.teacher_input_size,
     stage1_inputs: str = PAPER.stage1_inputs,
     diverse_mean_weight: float = PAPER.diverse_mean_weight,
+    ema_decay: float = PAPER.ema_decay,
     precision: str = PAPER.precision,
     channels_last: bool = PAPER.channels_last,
     adam: str = PAPER.adam,
@@ -113,11 +115,13 @@ def training_loop(
     teacher_net, generator, embeddings = _build_networks(a, config, ckpt, train, dev)
     optimizer = make_adam(generator.parameters(), lr, adam)
     state = _start(a, ckpt, generator, optimizer, teacher_net, train, embeddings, dev, world)
+    average = weight_average(generator, ema_decay, ckpt)
     distributed.broadcast_parameters(generator, world)
     losses = scheme_losses(a, state.tap_weights, state.tap_scales)
-    _train_epochs(a, config, state, generator, teacher_net, optimizer, losses, train, embeddings, dev, world, budget, ckpt is not None)
+    _train_epochs(a, config, state, generator, average, teacher_net, optimizer, losses, train, embeddings, dev, world, budget,
+                  ckpt is not None)
     if world.is_main:
-        export_generator(generator, {**config, "step": state.step}, run_dir / EXPORT)
+        export_generator(drawing_generator(generator, average), {**config, "step": state.step}, run_dir / EXPORT)
     distributed.barrier(world)  # no rank leaves (and tears the group down) while rank 0 still writes
     files = checkpoint_files(run_dir)
     return files[0] if files else run_dir / LATEST
@@ -180,7 +184,7 @@ def _start(a, ckpt, generator, optimizer, teacher_net, train, embeddings, dev, w
     return _State(0, [], 0, 0, 0, weights, scales)
 
 
-def _train_epochs(a, config, state: _State, generator, teacher_net, optimizer, losses, train, embeddings, dev, world, budget,
+def _train_epochs(a, config, state: _State, generator, average, teacher_net, optimizer, losses, train, embeddings, dev, world, budget,
                   resumed: bool) -> None:
     """The epochs from where `state` stands: a step per batch, a checkpoint every `checkpoint_every`
     steps, at every `checkpoint_epochs`-th epoch's end, at the last one's and when the budget is spent."""
@@ -199,7 +203,7 @@ def _train_epochs(a, config, state: _State, generator, teacher_net, optimizer, l
                 "config": config, "generator": generator.state_dict(), "optimizer": optimizer.state_dict(),
                 "tap_weights": state.tap_weights, "tap_scales": state.tap_scales, "epoch": epoch, "step": state.step,
                 "history": state.history, "position": {"epoch": epoch, "images": images_done}, "rng": rng,
-                "skipped_steps": state.skipped_steps,
+                "skipped_steps": state.skipped_steps, **average_entries(average),
             }
             save_numbered(saved, a.run_dir, a.keep_checkpoints)
 
@@ -221,6 +225,8 @@ def _train_epochs(a, config, state: _State, generator, teacher_net, optimizer, l
             state.step += 1
             loss = terms["loss"]
             if math.isfinite(loss):
+                if average is not None:
+                    average.update_parameters(generator)
                 bad_in_a_row = 0
                 state.history.append((state.step, stage, loss))
             else:
@@ -237,7 +243,7 @@ def _train_epochs(a, config, state: _State, generator, teacher_net, optimizer, l
             if out_of_time:
                 break
         if log is not None:
-            log.epoch_end(state.step, generator, preview, a.precision)
+            log.epoch_end(state.step, drawing_generator(generator, average), preview, a.precision)
         if out_of_time:
             break
     bar.close()
