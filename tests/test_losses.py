@@ -142,6 +142,8 @@ def test_l2_distance_hand_computed_for_taps_and_pixels(fused_l1):
     assert l2.item() == pytest.approx(2.0 * 1.0 + 3.0 * 0.25 + 4.0 * 0.25)
     l1 = Stage1Loss([2.0, 3.0], pixel_weight=4.0, fused_l1=fused_l1).compare(**args)[0]
     assert l1.item() == pytest.approx(2.0 * 1.0 + 3.0 * 0.5 + 4.0 * 0.5)  # the paper's distance is still the default
+    l1_taps = Stage1Loss([2.0, 3.0], pixel_weight=4.0, pixel_distance="l2", fused_l1=fused_l1).compare(**args)[0]
+    assert l1_taps.item() == pytest.approx(2.0 * 1.0 + 3.0 * 0.5 + 4.0 * 0.25)  # L1 taps, squared image term
 
 
 def test_l2_optimum_is_the_mean_of_a_sparse_target_where_l1_draws_nothing():
@@ -154,7 +156,7 @@ def test_l2_optimum_is_the_mean_of_a_sparse_target_where_l1_draws_nothing():
         opt = torch.optim.Adam([value], lr=0.01)
         for _ in range(400):
             drawn = value.view(1, 1, 1, 1, 1).expand(10, 1, 3, 1, 1)
-            loss = ImageLoss([], distance=distance).compare(real=target[:, 0], images=drawn)[0]
+            loss = ImageLoss([], pixel_distance=distance).compare(real=target[:, 0], images=drawn)[0]
             opt.zero_grad()
             loss.backward()
             opt.step()

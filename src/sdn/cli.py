@@ -60,9 +60,11 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
     g.add_argument("--loss-reduction", choices=r.reductions, default=c.loss_reduction,
                    help="each L1 term over an image's elements: mean (default) or sum (the paper's plain L1 of eqs. 1-3; "
                         "with --tap-weights equal: the paper's exact loss)")
-    g.add_argument("--distance", choices=r.distances, default=c.distance,
-                   help="what every loss term measures: l1 (the paper) or l2 (squared error; its optimum is a sparse "
+    g.add_argument("--tap-distance", choices=r.distances, default=c.tap_distance,
+                   help="what the tap terms measure: l1 (the paper) or l2 (squared error; its optimum is a sparse "
                         "target's mean, not its median, which is often zero: docs/demo-levers.md)")
+    g.add_argument("--pixel-distance", choices=r.distances, default=c.pixel_distance,
+                   help="what the image term measures: l1 (the paper) or l2")
     g.add_argument("--ema-decay", type=float, default=c.ema_decay,
                    help="draw with a moving average of G's weights, moved 1 - this of the way each step "
                         "(0: the last weights, the paper; StyleGAN2-ADA and EDM average)")

@@ -28,8 +28,9 @@ class TrainingConfig:
     # paper (its exact eqs. 1-3 also need loss_reduction="sum")
     loss_reduction: str = "mean"  # each L1 term over an image's elements: "mean" (a term's size is
     # independent of the tap's shape) or "sum" (the paper's plain ||.||_1, which weighs big taps more)
-    distance: str = "l1"  # what every loss term measures: "l1" (the paper) or "l2" (squared error, whose
+    tap_distance: str = "l1"  # what the tap terms measure: "l1" (the paper) or "l2" (squared error, whose
     # optimum is the mean rather than the median of a sparse target: see sdn.training.losses._Weighted)
+    pixel_distance: str = "l1"  # the same for the image term
     pixel_weight: float = 1.0  # weight of the image-space L1 term
     stage2_pixel_weight: float | None = None  # the image term's weight in the second part of a two-loss
     # scheme (sdn, diverse); None = pixel_weight

@@ -102,7 +102,8 @@ class _Weighted(Loss):
     """tap_weights: one weight per tap. tap_scales: one divisor per tap applied to the teacher's
     activations (None = 1 each), so that each tap is compared in units of its typical size.
     reduction: "mean" or "sum" over each image's elements (see the module's docstring).
-    distance: "l1" (the paper's ||.||_1) or "l2" (squared error) for every term. An L1 term's optimum
+    distance: "l1" (the paper's ||.||_1) or "l2" (squared error) for the tap terms; pixel_distance the
+    same for the image term (None: as distance). An L1 term's optimum
     is the median of its target given the caption, and where most targets are zero (the teacher's sparse
     activations; an object's pixels against a background) that median is zero or the background: L1 then
     pulls G towards drawing nothing and gives no gradient that depends on the caption. L2's optimum is
@@ -114,12 +115,12 @@ class _Weighted(Loss):
 
     def __init__(self, tap_weights: Sequence[float] | torch.Tensor, pixel_weight: float = 1.0, diverse_mean_weight: float = 0.0,
                  tap_scales: Sequence[float] | torch.Tensor | None = None, reduction: str = "mean", fused_l1: bool = False,
-                 distance: str = "l1"):
-        assert reduction in REDUCTIONS and distance in DISTANCES
-        self.reduction, self.distance = reduction, distance
+                 distance: str = "l1", pixel_distance: str | None = None):
+        self.reduction, self.distance, self.pixel_distance = reduction, distance, pixel_distance or distance
+        assert reduction in REDUCTIONS and {distance, self.pixel_distance} <= set(DISTANCES)
         self.tap_weights = torch.as_tensor(tap_weights, dtype=torch.float32)
         self.tap_scales = None if tap_scales is None else torch.as_tensor(tap_scales, dtype=torch.float32).tolist()
-        self.fused_l1 = fused_l1 and reduction == "mean" and distance == "l1"
+        self.fused_l1 = fused_l1 and reduction == "mean" and distance == "l1"  # the taps' L1 (the image's: image_loss)
         self.inverse_scales = None if self.tap_scales is None else [1 / s for s in self.tap_scales]
         self.pixel_weight = pixel_weight
         self.diverse_mean_weight = diverse_mean_weight
@@ -135,9 +136,9 @@ class _Weighted(Loss):
         return terms @ self.tap_weights.to(terms.device)
 
     def image_loss(self, real: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        if self.fused_l1:
+        if self.fused_l1 and self.pixel_distance == "l1":
             return scaled_l1_per_image(images, real.unsqueeze(1), batch_dims=2)
-        return image_loss(real, images, self.reduction, self.distance)
+        return image_loss(real, images, self.reduction, self.pixel_distance)
 
     def min_over_outputs(self, per_output: torch.Tensor) -> torch.Tensor:
         """per_output: (B, n) -> (B,): min over the n images, plus a small share of their mean."""

@@ -38,5 +38,5 @@ def scheme_losses(a, tap_weights, tap_scales) -> dict:
         pixel = a.stage2_pixel_weight if a.stage2_pixel_weight is not None and name == second != first else a.pixel_weight
         extra = {"inputs": a.stage1_inputs} if name == "stage1" else {}
         losses[name] = LOSSES[name](tap_weights, pixel, a.diverse_mean_weight, tap_scales, a.loss_reduction, fused_l1=a.fused_l1,
-                                     distance=a.distance, **extra)
+                                     distance=a.tap_distance, pixel_distance=a.pixel_distance, **extra)
     return losses

@@ -22,8 +22,9 @@ def check_training_arguments(a: SimpleNamespace) -> None:
         raise UserError(f"tap weights must be 'equal' or 'inverse-mean', not {a.tap_weights!r}")
     if a.loss_reduction not in REDUCTIONS:
         raise UserError(f"loss reduction must be one of {', '.join(REDUCTIONS)}, not {a.loss_reduction!r}")
-    if a.distance not in DISTANCES:
-        raise UserError(f"--distance must be one of {', '.join(DISTANCES)}, not {a.distance!r}")
+    for name in ("tap_distance", "pixel_distance"):
+        if getattr(a, name) not in DISTANCES:
+            raise UserError(f"--{name.replace('_', '-')} must be one of {', '.join(DISTANCES)}, not {getattr(a, name)!r}")
     if not 0 <= a.ema_decay < 1:
         raise UserError(f"--ema-decay must be at least 0 and below 1, not {a.ema_decay}")
     if a.diverse_mean_weight < 0:
@@ -56,7 +57,7 @@ def training_config(a: SimpleNamespace, resolution: int) -> dict:
         text_encoder=encoder_name, fc_dim=a.fc_dim, n_outputs=a.n_outputs, scheme=a.scheme,
         pair_preactivation=a.pair_preactivation,
         stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs, batch_size=a.batch_size, lr=a.lr,
-        tap_weights=a.tap_weights, loss_reduction=a.loss_reduction, distance=a.distance, pixel_weight=a.pixel_weight,
+        tap_weights=a.tap_weights, loss_reduction=a.loss_reduction, tap_distance=a.tap_distance, pixel_distance=a.pixel_distance, pixel_weight=a.pixel_weight,
         diverse_mean_weight=a.diverse_mean_weight, ema_decay=a.ema_decay, stage2_pixel_weight=a.stage2_pixel_weight, tap_profile=a.tap_profile,
         teacher_input_size=a.teacher_input_size, stage1_inputs=a.stage1_inputs, precision=a.precision, channels_last=a.channels_last, seed=a.seed,
         adam=a.adam, compile=a.compile, grad_checkpointing=a.grad_checkpointing,
