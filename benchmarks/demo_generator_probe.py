@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 from pathlib import Path
 
 import torch
+from measure import append_result
 
 from sdn.data.demo_data import COLOURS, POSITIONS, SHAPES, SIZES, make_demo_data
 from sdn.evaluation.demo_scores import score
@@ -72,10 +72,10 @@ def main() -> None:
     encoder = build_text_encoder("all-minilm-l6-v2")
     if a.condition == "attributes":
         conditions = attribute_vectors(train.attributes)[:, None]
-        condition_of = lambda part: attribute_vectors(part.attributes)  # noqa: E731
+        condition_of = lambda part: attribute_vectors(part.attributes)
     else:
         conditions = encode_unique(encoder, [c for cs in train.captions for c in cs]).view(len(train), -1, 384)
-        condition_of = lambda part: encode_unique(encoder, [c[0] for c in part.captions])  # noqa: E731
+        condition_of = lambda part: encode_unique(encoder, [c[0] for c in part.captions])
     taps = tuple(t if t.name == "head" else Tap(t.name, round(t.channels * a.width), t.stride) for t in EFFICIENTNET_LITE0_TAPS)
     generator = Generator(taps, 64, conditions.shape[-1], fc_dim=1024, matmul_convs=True)
     generator.set_text_statistics(conditions.flatten(0, 1))
@@ -115,10 +115,7 @@ def main() -> None:
             Path(a.out).mkdir(parents=True, exist_ok=True)
             captioned_grid([("real", part.images[pick].float() / 255), ("drawn", drawn[pick, 0])], [part.captions[i][0] for i in pick],
                            Path(a.out) / f"{a.name}.png", title=f"{a.name}: unseen pairs")
-    print(json.dumps(row))
-    Path(a.results).parent.mkdir(parents=True, exist_ok=True)
-    with open(a.results, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    append_result(a.results, row)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import json
 import time
 from pathlib import Path
 
+from measure import append_result
+
 from sdn.data.demo_data import make_demo_data
 from sdn.demo import _two_per_pair
 from sdn.evaluation.demo_scores import score_generator
@@ -64,10 +66,7 @@ def main() -> None:
     epochs = ckpt["step"] * settings["batch_size"] / len(data.subset("train"))
     row = {"name": a.name, "changes": changes, "seed": a.seed, "train_seconds": round(seconds), "steps": ckpt["step"],
            "epochs": round(epochs, 1), **{f"{part}/{m}": results[part][m] for part in results for m in ("colour", "shape", "position")}}
-    print(json.dumps(row))
-    Path(a.results).parent.mkdir(parents=True, exist_ok=True)
-    with open(a.results, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    append_result(a.results, row)
 
 
 if __name__ == "__main__":

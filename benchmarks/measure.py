@@ -77,3 +77,14 @@ def timed(fn, dev, warmup: int, reps: int) -> tuple[float, float]:
         fn()
     sync(dev)
     return (time.perf_counter() - wall) / reps, (time.process_time() - cpu) / reps
+
+
+def append_result(path: str, row: dict) -> None:
+    """Print one result row as JSON and append it to the JSON-lines file `path`."""
+    import json
+    from pathlib import Path
+
+    print(json.dumps(row))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
