@@ -43,6 +43,7 @@ def main() -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="training_loop settings changed from the demo preset")
     p.add_argument("--seconds", type=float, default=600, help="wall-time guard of the training")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--background", default="gradient", help="the demo data's backgrounds: gradient | flat")
     p.add_argument("--runs", default="runs/demo-levers", help="folder of the run folders")
     p.add_argument("--results", default="benchmarks/results/demo-levers.jsonl")
     a = p.parse_args()
@@ -50,7 +51,7 @@ def main() -> None:
     settings = {k: v for k, v in preset_kwargs("demo").items() if k not in ("seed", "checkpoint_every")}
     settings.update(changes)
     out = Path(a.runs) / a.name
-    data = make_demo_data(64, a.seed)
+    data = make_demo_data(64, a.seed, background=a.background)
     encoder = build_text_encoder(settings.pop("text_encoder"))
     classifier, _ = load_or_train()
     started = time.perf_counter()
@@ -64,7 +65,7 @@ def main() -> None:
     captioned_grid([("real", test.images[pick].float() / 255), ("drawn", drawn[pick, 0])], [test.captions[i][0] for i in pick],
                    out / "samples.png", title=f"{a.name}: unseen pairs")
     epochs = ckpt["step"] * settings["batch_size"] / len(data.subset("train"))
-    row = {"name": a.name, "changes": changes, "seed": a.seed, "train_seconds": round(seconds), "steps": ckpt["step"],
+    row = {"name": a.name, "changes": changes, "seed": a.seed, "background": a.background, "train_seconds": round(seconds), "steps": ckpt["step"],
            "epochs": round(epochs, 1), **{f"{part}/{m}": results[part][m] for part in results for m in ("colour", "shape", "position")}}
     append_result(a.results, row)
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from sdn.data.demo_data import COLOURS, SHAPES, make_demo_data, held_out_classes
@@ -32,3 +33,23 @@ def test_colour_accuracy_scores_real_images_1_and_wrong_colours_0():
         rgb = torch.tensor(COLOURS[names[(names.index(attrs["colour"]) + 1) % len(names)]]) / 255
         wrong[i, 0][:, data.masks[i]] = rgb[:, None]
     assert colour_accuracy(wrong, data)["colour_accuracy"] == 0.0
+
+
+def test_flat_backgrounds_are_mid_grey_and_leave_objects_and_captions_as_they_were():
+    flat, gradient = make_demo_data(32, seed=1, background="flat"), make_demo_data(32, seed=1)
+    # the same objects, shades, places and captions: only the background differs
+    assert flat.captions == gradient.captions and torch.equal(flat.masks, gradient.masks)
+    # away from the objects' anti-aliased edges, flat backgrounds are exactly the grey and gradient ones are not
+    # (Lanczos reaches 3 pixels past an edge at the drawn size)
+    near_object = torch.nn.functional.max_pool2d(flat.masks[:, None].float(), 7, 1, 3)[:, 0].bool()
+    far = ~near_object
+    assert (flat.images.permute(0, 2, 3, 1)[far] == 128).all()
+    assert (gradient.images.permute(0, 2, 3, 1)[far] != 128).float().mean() > 0.9
+    # inside the objects, the same shades (Lanczos's ringing from the background reaches a few pixels in)
+    inside = (-torch.nn.functional.max_pool2d(-flat.masks[:, None].float(), 7, 1, 3))[:, 0].bool()
+    for i in range(0, len(flat), 7):
+        a, b = (d.images[i].permute(1, 2, 0)[inside[i]] for d in (flat, gradient))
+        if len(a):
+            assert torch.equal(a.median(0).values, b.median(0).values)
+    with pytest.raises(ValueError, match="background must be one of"):
+        make_demo_data(32, background="noise")

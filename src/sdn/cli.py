@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--no-baseline", dest="baseline", action="store_false",
                    help="skip the image-space baseline (--scheme image at the same budget) trained and scored beside SDN")
+    p.add_argument("--background", default="flat", choices=("flat", "gradient"),
+                   help="the demo data's backgrounds: flat mid-grey (default) or a random grey gradient per image, which no "
+                        "caption describes and which slows the learning of shapes (docs/demo-levers.md)")
     _add_training_args(p, demo=True)
     p.set_defaults(func=commands.cmd_demo)
 
@@ -116,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-changed-settings", nargs="+", default=[], metavar="KEY",
                    help="on resume, let these settings differ from the checkpoint's (training longer needs no permission); "
                         "any other difference is refused; changes are recorded in the run's config")
+    p.add_argument("--background", default="gradient", choices=("flat", "gradient"),
+                   help="--data demo only: the built-in data's backgrounds (default gradient: with the paper's L1 image term, "
+                        "flat backgrounds trap G at a grey image; `sdn demo` uses flat with --pixel-distance l2)")
     p.add_argument("--method", default="sdn", choices=r.methods,
                    help="sdn (default), or a Table 1 baseline: gan-int-cls (Reed et al. 2016), stackgan1 (StackGAN Stage-I)")
     p.add_argument("--epochs", type=int, help="GAN baselines: epochs (default: the paper's 600; learning rates halve every 100 / 50)")

@@ -58,7 +58,7 @@ def cmd_demo(a) -> None:
 
     check_resolution(a.size)
     _free_cores_only()
-    report = run_demo(a.out, resolution=a.size, seed=a.seed, baseline=a.baseline, **_training_kwargs(a))
+    report = run_demo(a.out, resolution=a.size, seed=a.seed, baseline=a.baseline, background=a.background, **_training_kwargs(a))
     runs = [r for r in ("sdn", "image_baseline") if r in report]
     print(f"{'accuracy':<24}" + "".join(f"{r.replace('_', ' '):>30}" for r in runs))
     for part in ("unseen_pairs", "training_pairs", "held_out_phrasings"):
@@ -83,7 +83,7 @@ def cmd_train(a) -> None:
 
     if a.data == "demo":
         check_resolution(a.size or 64)
-        data = make_demo_data(a.size or 64, a.seed)
+        data = make_demo_data(a.size or 64, a.seed, background=a.background)
     else:
         from sdn.data.cache import load_cache
 

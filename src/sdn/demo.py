@@ -23,13 +23,16 @@ BASELINE_DIR = "baseline-image"
 
 
 def run_demo(out: str | Path = "runs/demo", resolution: int = 64, seed: int = 0, progress: bool = True, baseline: bool = True,
-             **train_kwargs) -> dict:
+             background: str = "flat", **train_kwargs) -> dict:
     """Writes to `out`: SDN's checkpoint, stats.jsonl, samples.png (unseen pairs: real, SDN and, with
     `baseline`, the image-space scheme trained at the same budget in out/baseline-image), loss.png and
-    metrics.json. `train_kwargs` go to `training_loop` (the baseline gets them with scheme="image")."""
+    metrics.json. background: the demo data's (sdn.data.demo_data.make_demo_data): "flat" by default,
+    because a random background that no caption describes is noise in every gradient step of a
+    generator without a noise input and slows its learning of shapes (docs/demo-levers.md). `train_kwargs` go to `training_loop` (the
+    baseline gets them with scheme="image")."""
     started, cpu_started = time.perf_counter(), time.process_time()
     out = Path(out)
-    data = make_demo_data(resolution, seed)
+    data = make_demo_data(resolution, seed, background=background)
     encoder = build_text_encoder(train_kwargs.pop("text_encoder", "all-minilm-l6-v2"))
     classifier, classifier_record = load_or_train()
     test = data.subset("test")
@@ -65,6 +68,7 @@ def run_demo(out: str | Path = "runs/demo", resolution: int = 64, seed: int = 0,
                              "blobs of every palette colour and on empty or noisy backgrounds; a drawing called 'no shape' counts as a wrong shape"},
         "colour_accuracy_test_unseen_pairs": results["sdn"]["unseen_pairs"]["colour"],
         "colour_accuracy_train": results["sdn"]["training_pairs"]["colour"],
+        "background": background,
         "test_images": len(test), "train_images": len(data) - len(test),
         "train_seconds": seconds, "wall_seconds": round(time.perf_counter() - started, 1),
         "cpu_seconds": round(time.process_time() - cpu_started, 1),  # all threads; with the wall time, shows how busy the machine was

@@ -88,8 +88,18 @@ def _draw(shape, colour, cx, cy, r, background, size, scale=4):
     return np.asarray(canvas), np.asarray(mask) > 127
 
 
-def make_demo_data(resolution: int = 64, seed: int = 0, backgrounds_per_layout: int = 3, captions_per_image: int = 5) -> CaptionedImages:
-    """Every colour x shape x size x position, each on `backgrounds_per_layout` random backgrounds."""
+BACKGROUNDS = ("flat", "gradient")
+FLAT_GREY = (128.0, 128.0, 128.0)
+
+
+def make_demo_data(resolution: int = 64, seed: int = 0, backgrounds_per_layout: int = 3, captions_per_image: int = 5,
+                   background: str = "gradient") -> CaptionedImages:
+    """Every colour x shape x size x position, each drawn `backgrounds_per_layout` times (shade and
+    place jittered). background: "gradient" (a random low-saturation vertical gradient per image) or
+    "flat" (mid-grey everywhere). The captions never describe the background, so for a generator
+    without a noise input (SDN's) a random one is pure noise in every gradient step."""
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {BACKGROUNDS}, not {background!r}")
     rng = random.Random(seed)
     held_out = held_out_classes()
     images, masks, captions, labels, split, attrs = [], [], [], [], [], []
@@ -100,10 +110,14 @@ def make_demo_data(resolution: int = 64, seed: int = 0, backgrounds_per_layout: 
                     for _ in range(backgrounds_per_layout):
                         # Low-saturation vertical gradients, never mistaken for an object colour.
                         base = rng.uniform(80, 200)
-                        background = [tuple(base + rng.uniform(-12, 12) + rng.uniform(-6, 6) for _ in range(3)) for _ in range(2)]
+                        background_gradient = [tuple(base + rng.uniform(-12, 12) + rng.uniform(-6, 6) for _ in range(3)) for _ in range(2)]
+                        if background == "flat":
+                            background_colours = [FLAT_GREY, FLAT_GREY]
+                        else:
+                            background_colours = background_gradient
                         shade = tuple(int(np.clip(v + rng.uniform(-15, 15), 0, 255)) for v in rgb)
                         cx, cy = x + rng.uniform(-0.03, 0.03), y + rng.uniform(-0.03, 0.03)
-                        img, mask = _draw(shape, shade, cx, cy, r, background, resolution)
+                        img, mask = _draw(shape, shade, cx, cy, r, background_colours, resolution)
                         images.append(img)
                         masks.append(mask)
                         captions.append([_caption(rng, colour, shape, size, phrasings) for _ in range(captions_per_image)])
