@@ -2,7 +2,9 @@
 vs the teacher's tap of the real image (both in the loss's units, each tap divided by its mean
 |activation|), as a mean L1, beside two references: a zero map, and the training set's mean map.
 
-    OMP_NUM_THREADS=1 python benchmarks/demo_tap_errors.py runs/demo/checkpoint-latest.pt
+    OMP_NUM_THREADS=1 python benchmarks/demo_tap_errors.py runs/demo/checkpoint-latest.pt [flat|gradient]
+
+(the second argument: the run's demo backgrounds, `sdn demo`'s flat by default; runs before session 6 used gradient)
 
 A generator whose Stage I learned the taps is well below both; one no closer than zeros learned none.
 """
@@ -19,11 +21,11 @@ from sdn.training.step import tap_mean_activations
 
 
 @torch.no_grad()
-def main(path: str, every: int = 8) -> None:
+def main(path: str, background: str = "flat", every: int = 8) -> None:
     ckpt = load_checkpoint(path)
     generator = generator_from_checkpoint(ckpt).float().eval()
     config = ckpt["config"]
-    data = make_demo_data(config["resolution"], config["seed"]).subset("train")
+    data = make_demo_data(config["resolution"], config["seed"], background=background).subset("train")
     idx = torch.arange(0, len(data), every)
     teacher = build_teacher(config["teacher"], resolution=config["resolution"])
     real = data.images[idx].float() / 255
