@@ -42,4 +42,4 @@ def main(path: str, background: str = "flat", every: int = 8) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])
