@@ -41,6 +41,7 @@ def test_demo_writes_grid_loss_plot_metrics_and_checkpoint(demo_run):
         assert (demo_run / name).stat().st_size > 0, name
     metrics = json.loads((demo_run / "metrics.json").read_text())
     assert metrics["test_images"] == 324 and metrics["config"]["teacher"] == "efficientnet-lite0"
+    assert metrics["background"] == "flat" and metrics["config"]["lr"] == 3e-4 and metrics["config"]["pixel_distance"] == "l2"
     assert metrics["real_unseen_pair_images"]["colour"] == metrics["real_unseen_pair_images"]["position"] == 1.0
     for run in ("sdn", "image_baseline"):
         for part in ("unseen_pairs", "training_pairs", "held_out_phrasings"):
@@ -128,6 +129,27 @@ def test_train_bad_inputs_are_one_line(demo_run, tmp_path):
     # as torchrun --nproc_per_node 5 would start it: 12 images do not split over 5 processes
     env = {**os.environ, "WORLD_SIZE": "5", "RANK": "0", "LOCAL_RANK": "0"}
     assert_one_clear_line(*run_cli("train", "--no-progress", "--out", str(tmp_path / "r"), "--size", "32", env=env), "must divide evenly over the 5")
+
+
+@pytest.mark.parametrize(("argv", "expected"), [(["demo"], "flat"), (["demo", "--background", "gradient"], "gradient"),
+                                                (["train", "--out", "x"], "gradient"), (["train", "--out", "x", "--background", "flat"], "flat")])
+def test_background_option_reaches_the_demo_data(monkeypatch, argv, expected):
+    import sdn.commands
+    import sdn.demo
+    from sdn.data import demo_data
+
+    class Made(Exception):
+        pass
+
+    def fake(*args, background="gradient", **kwargs):
+        raise Made(background)
+
+    monkeypatch.setattr(demo_data, "make_demo_data", fake)  # read by `sdn train`
+    monkeypatch.setattr(sdn.demo, "make_demo_data", fake)  # and by `sdn demo`
+    monkeypatch.setattr(sdn.commands, "_free_cores_only", lambda: None)  # leave this process's threads alone
+    with pytest.raises(Made) as made:
+        main([*argv, "--no-progress"])
+    assert made.value.args == (expected,)
 
 
 def test_checkpoints_load_with_weights_only(demo_run):
