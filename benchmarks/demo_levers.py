@@ -19,7 +19,7 @@ from pathlib import Path
 
 from measure import append_result
 
-from sdn.data.demo_data import make_demo_data
+from sdn.data.demo_data import BACKGROUNDS, make_demo_data
 from sdn.demo import _two_per_pair
 from sdn.evaluation.demo_scores import score_generator
 from sdn.evaluation.plots import captioned_grid
@@ -43,7 +43,8 @@ def main() -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="training_loop settings changed from the demo preset")
     p.add_argument("--seconds", type=float, default=600, help="wall-time guard of the training")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--background", default="gradient", help="the demo data's backgrounds: gradient | flat")
+    p.add_argument("--background", default="gradient", choices=BACKGROUNDS,
+                   help="the demo data's backgrounds (`sdn demo` draws flat ones; the rows before session 6 used gradient)")
     p.add_argument("--runs", default="runs/demo-levers", help="folder of the run folders")
     p.add_argument("--results", default="benchmarks/results/demo-levers.jsonl")
     a = p.parse_args()

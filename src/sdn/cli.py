@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--no-baseline", dest="baseline", action="store_false",
                    help="skip the image-space baseline (--scheme image at the same budget) trained and scored beside SDN")
-    p.add_argument("--background", default="flat", choices=("flat", "gradient"),
+    p.add_argument("--background", default="flat", choices=r.backgrounds,
                    help="the demo data's backgrounds: flat mid-grey (default) or a random grey gradient per image, which no "
                         "caption describes and which slows the learning of shapes (docs/demo-levers.md)")
     _add_training_args(p, demo=True)
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-changed-settings", nargs="+", default=[], metavar="KEY",
                    help="on resume, let these settings differ from the checkpoint's (training longer needs no permission); "
                         "any other difference is refused; changes are recorded in the run's config")
-    p.add_argument("--background", default="gradient", choices=("flat", "gradient"),
+    p.add_argument("--background", default="gradient", choices=r.backgrounds,
                    help="--data demo only: the built-in data's backgrounds (default gradient: with the paper's L1 image term, "
                         "flat backgrounds trap G at a grey image; `sdn demo` uses flat with --pixel-distance l2)")
     p.add_argument("--method", default="sdn", choices=r.methods,

@@ -27,6 +27,7 @@ def registries():
     every command but `models`, `rank-report` and --help needs anyway) and none of the packages that
     `sdn sample` must not load (tests/test_startup.py)."""
     from sdn.baselines import METHODS
+    from sdn.data.demo_data import BACKGROUNDS
     from sdn.data.readers import READERS
     from sdn.networks.classifiers import CLASSIFIERS
     from sdn.networks.teachers import POOLINGS, TEACHER_INITS, TEACHERS
@@ -40,6 +41,7 @@ def registries():
         methods=["sdn", *METHODS], classifiers=CLASSIFIERS, reductions=REDUCTIONS, tap_weights=TAP_WEIGHTS, adam=ADAM_CHOICES,
         schemes=SCHEMES, datasets=list(READERS), teachers=TEACHERS, teacher_inits=TEACHER_INITS, poolings=POOLINGS,
         text_encoders=TEXT_ENCODERS, precisions=PRECISIONS, stage1_inputs=STAGE1_INPUTS, distances=DISTANCES,
+        backgrounds=BACKGROUNDS,
     )
 
 

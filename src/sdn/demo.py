@@ -28,8 +28,8 @@ def run_demo(out: str | Path = "runs/demo", resolution: int = 64, seed: int = 0,
     `baseline`, the image-space scheme trained at the same budget in out/baseline-image), loss.png and
     metrics.json. background: the demo data's (sdn.data.demo_data.make_demo_data): "flat" by default,
     because a random background that no caption describes is noise in every gradient step of a
-    generator without a noise input and slows its learning of shapes (docs/demo-levers.md). `train_kwargs` go to `training_loop` (the
-    baseline gets them with scheme="image")."""
+    generator without a noise input and slows its learning of shapes (docs/demo-levers.md).
+    `train_kwargs` go to `training_loop` (the baseline gets them with scheme="image")."""
     started, cpu_started = time.perf_counter(), time.process_time()
     out = Path(out)
     data = make_demo_data(resolution, seed, background=background)

@@ -110,14 +110,12 @@ def make_demo_data(resolution: int = 64, seed: int = 0, backgrounds_per_layout: 
                     for _ in range(backgrounds_per_layout):
                         # Low-saturation vertical gradients, never mistaken for an object colour.
                         base = rng.uniform(80, 200)
-                        background_gradient = [tuple(base + rng.uniform(-12, 12) + rng.uniform(-6, 6) for _ in range(3)) for _ in range(2)]
-                        if background == "flat":
-                            background_colours = [FLAT_GREY, FLAT_GREY]
-                        else:
-                            background_colours = background_gradient
+                        gradient = [tuple(base + rng.uniform(-12, 12) + rng.uniform(-6, 6) for _ in range(3)) for _ in range(2)]
+                        # drawn either way, so flat data keeps the gradient data's objects, shades and captions
+                        ends = gradient if background == "gradient" else [FLAT_GREY, FLAT_GREY]
                         shade = tuple(int(np.clip(v + rng.uniform(-15, 15), 0, 255)) for v in rgb)
                         cx, cy = x + rng.uniform(-0.03, 0.03), y + rng.uniform(-0.03, 0.03)
-                        img, mask = _draw(shape, shade, cx, cy, r, background_colours, resolution)
+                        img, mask = _draw(shape, shade, cx, cy, r, ends, resolution)
                         images.append(img)
                         masks.append(mask)
                         captions.append([_caption(rng, colour, shape, size, phrasings) for _ in range(captions_per_image)])

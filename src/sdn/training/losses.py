@@ -120,7 +120,9 @@ class _Weighted(Loss):
         assert reduction in REDUCTIONS and {distance, self.pixel_distance} <= set(DISTANCES)
         self.tap_weights = torch.as_tensor(tap_weights, dtype=torch.float32)
         self.tap_scales = None if tap_scales is None else torch.as_tensor(tap_scales, dtype=torch.float32).tolist()
-        self.fused_l1 = fused_l1 and reduction == "mean" and distance == "l1"  # the taps' L1 (the image's: image_loss)
+        # Each term takes the fused path where it is an L1 of the "mean" reduction.
+        self.fused_l1 = fused_l1 and reduction == "mean" and distance == "l1"
+        self.fused_pixel_l1 = fused_l1 and reduction == "mean" and self.pixel_distance == "l1"
         self.inverse_scales = None if self.tap_scales is None else [1 / s for s in self.tap_scales]
         self.pixel_weight = pixel_weight
         self.diverse_mean_weight = diverse_mean_weight
@@ -136,7 +138,7 @@ class _Weighted(Loss):
         return terms @ self.tap_weights.to(terms.device)
 
     def image_loss(self, real: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        if self.fused_l1 and self.pixel_distance == "l1":
+        if self.fused_pixel_l1:
             return scaled_l1_per_image(images, real.unsqueeze(1), batch_dims=2)
         return image_loss(real, images, self.reduction, self.pixel_distance)
 
