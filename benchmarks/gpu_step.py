@@ -65,24 +65,31 @@ def free(dev) -> None:
         torch.cuda.empty_cache()
 
 
-def fits(dev, size: int, batch: int) -> bool:
-    """Does a Stage II step (the larger of the two) at this batch fit in the device's memory?"""
+def fits(dev, size: int, batch: int) -> str | None:
+    """Does a Stage II step (the larger of the two) run at this batch? None if it does, else why not:
+    out of memory, or a kernel's limit (on an H200, torch 2.11's nearest up-sampling backward refused
+    768 x 64 x 224 x 224 elements, over INT_MAX, long before the memory ran out)."""
+    why = None
     try:
         measure(dev, size, batch, "stage2", 1, 1)
-        return True
     except torch.OutOfMemoryError:
-        pass
+        why = "out of memory"
+    except RuntimeError as e:
+        if "INT_MAX" not in str(e) and "out of memory" not in str(e):
+            raise
+        why = str(e).strip().splitlines()[0][:120]
     free(dev)  # after the except block, whose traceback still holds the failed step's tensors
-    return False
+    return why
 
 
 def largest_batch(dev, size: int, start: int, limit: int, deadline: float) -> tuple[int, str]:
     """Doubling from `start`, then halving the gap three times: (batch, how the search ended)."""
-    ok, bad = start, None
+    ok, bad, why = start, None, None
     while bad is None and ok * 2 <= limit:
         if time.time() > deadline:
             return ok, "stopped early: time budget"
-        if fits(dev, size, ok * 2):
+        why = fits(dev, size, ok * 2)
+        if why is None:
             ok *= 2
         else:
             bad = ok * 2
@@ -92,8 +99,9 @@ def largest_batch(dev, size: int, start: int, limit: int, deadline: float) -> tu
         if bad - ok <= max(1, ok // 16) or time.time() > deadline:
             break
         mid = (ok + bad) // 2
-        ok, bad = (mid, bad) if fits(dev, size, mid) else (ok, mid)
-    return ok, f"batch {bad} did not fit"
+        failed = fits(dev, size, mid)
+        ok, bad, why = (mid, bad, why) if failed is None else (ok, mid, failed)
+    return ok, f"batch {bad} did not run: {why}"
 
 
 def schedule_hours(per_stage: dict[str, dict], batch: int) -> dict[str, float]:
@@ -126,6 +134,9 @@ def main() -> int:
     print(f"{name}, torch {torch.__version__}; bf16 torch.mm peak ({n}^3): {peak:.0f} GFLOP/s", flush=True)
     warmup, timed = (3, 10) if dev.type == "cuda" else (1, 2)
     rows = {s: measure(dev, size, batch, s, warmup, timed) for s in EPOCHS}
+    for r in rows.values():  # printed now: a failure later must not lose them
+        print(f"{r['stage']}, batch {r['batch']}: {r['images_per_s']:.1f} images/s, {r['gflop_per_s']:.0f} GFLOP/s "
+              f"({100 * r['gflop_per_s'] / peak:.1f} % of the bf16 mm peak), peak memory {r['peak_memory_mb']:.0f} MB", flush=True)
     big, why = largest_batch(dev, size, batch, max_batch, deadline - 60)
     print(f"largest batch that fits a Stage II step at {size} px: {big} ({why})", flush=True)
     if big != batch:

@@ -130,7 +130,7 @@ def test_training_inside_a_one_process_nccl_group(tmp_path, data, device):
     if not dist.is_available() or (backend == "nccl" and not dist.is_nccl_available()):
         pytest.skip(f"this torch has no {backend}")
     if device.type == "cuda":
-        torch.cuda.set_device(device)
+        torch.cuda.set_device(device.index if device.index is not None else torch.cuda.current_device())  # a bare 'cuda' has no index
     dist.init_process_group(backend, init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
     try:
         x = torch.arange(4.0, device=device)

@@ -251,3 +251,20 @@ def test_training_with_and_without_the_switches_gives_the_same_losses(tmp_path, 
     assert len(new) == 4 and all(math.isfinite(v) for v in new)
     # fp32: the same arithmetic reordered; bf16: the folded teacher rounds differently
     assert new == pytest.approx(old, rel=1e-4 if precision == "fp32" else 0.05)
+
+
+@pytest.mark.parametrize("device_type, expected", [("cpu", True), ("cuda", False)])
+def test_speed_switches_are_cpu_only_and_the_config_records_what_ran(device_type, expected):
+    """On a GPU the three CPU optimisations are off (they halved an H200's 64-px step rate); on the
+    CPU the user's choice stands; retain_freed_memory is left to the loop (it acts on CPUs only)."""
+    from types import SimpleNamespace
+
+    from sdn.training.settings import CPU_SPEED_SWITCHES, settle_speed_switches
+
+    a = SimpleNamespace(teacher_fusion=True, fused_l1=True, matmul_convs=True, retain_freed_memory=True)
+    settle_speed_switches(a, device_type)
+    assert [getattr(a, name) for name in CPU_SPEED_SWITCHES] == [expected] * 3
+    assert a.retain_freed_memory is True
+    off = SimpleNamespace(teacher_fusion=False, fused_l1=False, matmul_convs=False)
+    settle_speed_switches(off, "cpu")
+    assert not (off.teacher_fusion or off.fused_l1 or off.matmul_convs)  # the CPU never turns one on

@@ -100,3 +100,12 @@ def test_table1_trains_every_method_on_one_budget_and_tabulates(cache, tmp_path)
     table1(cache, out, budget_minutes=0.02, methods=("gan-int-cls",), text_encoder="test-hash", metrics=("ssim", "fsim", "variety"),
            progress=False)
     assert (out / "gan-int-cls" / "eval" / "metrics.json").stat().st_mtime_ns == stamp  # finished and evaluated: reused
+
+
+@pytest.mark.parametrize("share", [0, 1, 1.5])
+def test_a_stage1_share_outside_zero_to_one_is_refused(tmp_path, share):
+    from sdn.errors import UserError
+    from sdn.evaluation.table1 import train_within_budget
+
+    with pytest.raises(UserError, match="Stage I share"):
+        train_within_budget("sdn", None, tmp_path, 60, {}, {}, stage1_share=share)

@@ -35,6 +35,25 @@ def test_every_scheme_trains_with_finite_losses(tmp_path, tiny_data, scheme):
     assert generator_from_checkpoint(ckpt).n_outputs == (3 if scheme == "diverse" else 1)
 
 
+def test_cached_caption_embeddings_are_used_without_building_the_encoder(tmp_path, tiny_data, monkeypatch):
+    """A cache prepared with the run's encoder trains without loading that encoder (its weights may be
+    absent, e.g. on a machine without the MiniLM package); its 5-d vectors set G's text input."""
+    import dataclasses
+
+    import sdn.training.loop as loop
+
+    def refuse(name):
+        raise AssertionError(f"the {name} encoder was built although the cache holds its embeddings")
+
+    monkeypatch.setattr(loop, "build_text_encoder", refuse)
+    embeddings = torch.randn(len(tiny_data), 2, 5)
+    cached = dataclasses.replace(tiny_data, embeddings=embeddings, embeddings_name="test-hash")
+    ckpt = load_checkpoint(training_loop(cached, tmp_path, scheme="stage2", stage1_epochs=0, stage2_epochs=1, **TINY))
+    assert ckpt["config"]["text_dim"] == 5
+    with pytest.raises(AssertionError, match="encoder was built"):  # without cached vectors it must build one
+        training_loop(tiny_data, tmp_path / "other", scheme="stage2", stage1_epochs=0, stage2_epochs=1, **TINY)
+
+
 @pytest.mark.parametrize("stage", ["stage1", "stage2"])
 def test_teacher_stays_frozen_through_a_training_step(stage):
     teacher = build_teacher("efficientnet-lite0", resolution=32)

@@ -79,14 +79,14 @@ def table1(
     rows, results, shared = [], {}, {}
     for method in methods:
         run_dir = out / method
-        checkpoint, spent = _train_within_budget(method, data, run_dir, budget, common, sdn_settings)
+        checkpoint, spent = train_within_budget(method, data, run_dir, budget, common, sdn_settings)
         ckpt = load_checkpoint(checkpoint)
         result = _earlier_evaluation(run_dir / "eval", checkpoint, classifier, feature_precision, metrics)
         if result is None:
             result = evaluate(checkpoint, cache, run_dir / "eval", metrics=metrics, classifier=classifier, classifier_weights=classifier_weights,
                               captions_per_image=captions_per_image, feature_precision=feature_precision, device=device,
                               with_figures=False, progress=progress, shared_cache=shared)
-        m, images = result["metrics"], _images_trained(ckpt, data.split.count("train"))
+        m, images = result["metrics"], images_trained(ckpt, data.split.count("train"))
         row = {"method": method, **{k: m.get(k, "") for k in COLUMNS[1:8]}, **_discriminator_spread(run_dir / "stats.jsonl"),
                "images_per_s": round(images / max(spent, 1e-9), 1), "hours": round(spent / 3600, 3), "steps": ckpt["step"],
                "epochs": round(images / data.split.count("train"), 2)}
@@ -121,8 +121,13 @@ def _ledger(path: Path, already: float):
         write()
 
 
-def _train_within_budget(method: str, data, run_dir: Path, budget: float, common: dict, sdn_settings: dict) -> tuple[Path, float]:
-    """Trains, continues or reuses `run_dir`; returns its newest checkpoint and the wall seconds spent."""
+def train_within_budget(method: str, data, run_dir: Path, budget: float, common: dict, sdn_settings: dict,
+                        stage1_share: float = 0.5) -> tuple[Path, float]:
+    """Trains, continues or reuses `run_dir` for `budget` wall seconds; returns its newest checkpoint and
+    the seconds spent. common: training keyword arguments of every method; sdn_settings: SDN's own
+    (training_loop's); stage1_share: SDN's share of the budget in Stage I (the paper's 100 + 100 epochs: 0.5)."""
+    if not 0 < stage1_share < 1:
+        raise UserError(f"the Stage I share of the budget must be between 0 and 1, not {stage1_share}")
     ledger = run_dir / "budget.json"
     run_dir.mkdir(parents=True, exist_ok=True)
     state = json.loads(ledger.read_text()) if ledger.is_file() else {"seconds": 0.0}
@@ -133,10 +138,10 @@ def _train_within_budget(method: str, data, run_dir: Path, budget: float, common
         if method == "sdn":
             n_train = data.split.count("train")
             kwargs = {**common, **sdn_settings, "scheme": "sdn", "stage2_epochs": PAPER.stage2_epochs}
-            if state.get("stage1_epochs") is None:  # Stage I: the first half of the budget
+            if state.get("stage1_epochs") is None:  # Stage I: the first part of the budget
                 with _ledger(ledger, state["seconds"]):
                     path = training_loop(data, run_dir, resume="auto", stage1_epochs=PAPER.stage1_epochs,
-                                         max_seconds=max(budget / 2 - state["seconds"], 0), **kwargs)
+                                         max_seconds=max(budget * stage1_share - state["seconds"], 0), **kwargs)
                 epoch, _ = resume_position(load_checkpoint(path), n_train)
                 state = {**json.loads(ledger.read_text()), "stage1_epochs": epoch}  # the rest of a cut epoch goes to Stage II
                 ledger.write_text(json.dumps(state))
@@ -150,7 +155,7 @@ def _train_within_budget(method: str, data, run_dir: Path, budget: float, common
     return checkpoint_files(run_dir)[0], state["seconds"]
 
 
-def _images_trained(ckpt: dict, n_train: int) -> int:
+def images_trained(ckpt: dict, n_train: int) -> int:
     cfg = ckpt["config"]
     if cfg.get("method", "sdn") != "sdn":
         return ckpt["step"] * cfg["batch_size"]  # every GAN step is a full batch (the short last one is dropped)

@@ -60,6 +60,7 @@ class TrainingConfig:
     matmul_convs: bool = True  # weight-bound generator convolutions as matrix products (Generator)
     retain_freed_memory: bool = True  # CPU: glibc keeps freed memory for reuse (sdn.training.host_memory);
     # process-wide. The four together, 64 px, EfficientNet-Lite0, 1 thread: Stage II 1.9x, Stage I 1.3x (docs/speed.md)
+    # On a GPU the first three are turned off: there they slowed 64-px steps 2x (sdn.training.settings.settle_speed_switches)
     seed: int = 0  # initialisation, data order and caption choice
     checkpoint_every: int | None = 500  # also checkpoint every this many steps (None: at the end of each epoch only)
     checkpoint_epochs: int = 1  # checkpoint at the end of every this many epochs (and always of the last one)

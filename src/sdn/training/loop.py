@@ -31,7 +31,7 @@ from sdn.networks.teacher_fusion import fuse_teacher
 from sdn.networks.teacher_views import tap_weight_profile
 from sdn.networks.teachers import build_teacher
 from sdn.networks.text import TextEncoder, build_text_encoder
-from sdn.training.settings import check_training_arguments, training_config
+from sdn.training.settings import check_training_arguments, settle_speed_switches, training_config
 from sdn.training.step import tap_mean_activations, train_step
 from sdn.utils import default_device, ensure_writable
 
@@ -95,6 +95,7 @@ def training_loop(
     world = distributed.setup(default_device(device))
     budget.world = world
     dev = distributed.local_device(device, world)
+    settle_speed_switches(a, dev.type)
     if world.is_main:
         ensure_writable(run_dir)
     train = data.subset("train")
@@ -132,11 +133,15 @@ def _build_networks(a: SimpleNamespace, config: dict, ckpt: dict | None, train: 
     """(teacher, generator, caption embeddings of the train split), as the settings ask."""
     teacher_net = build_teacher(a.teacher, a.teacher_weights, a.teacher_init, a.teacher_pooling, config["resolution"],
                                 a.teacher_input_size).to(dev)
-    encoder = a.text_encoder_instance or build_text_encoder(a.text_encoder)
-    config["text_dim"] = encoder.dim
+    name = a.text_encoder_instance.name if a.text_encoder_instance is not None else a.text_encoder
+    if train.embeddings is not None and train.embeddings_name == name:
+        embeddings = train.embeddings.float()  # precomputed by `sdn data prepare`: the encoder is not needed
+    else:
+        embeddings = encode_captions(a.text_encoder_instance or build_text_encoder(a.text_encoder), train.captions)
+    config["text_dim"] = embeddings.shape[-1]
     if ckpt is not None:
         check_compatible(ckpt["config"], config, "this run")
-    generator = Generator(teacher_net.taps, config["resolution"], encoder.dim, a.fc_dim, a.n_outputs, a.pair_preactivation,
+    generator = Generator(teacher_net.taps, config["resolution"], config["text_dim"], a.fc_dim, a.n_outputs, a.pair_preactivation,
                           a.grad_checkpointing, a.matmul_convs).to(dev)
     memory_format = torch.channels_last if a.channels_last else torch.contiguous_format
     if a.teacher_fusion:
@@ -145,10 +150,6 @@ def _build_networks(a: SimpleNamespace, config: dict, ckpt: dict | None, train: 
         retain_freed_host_memory()
     teacher_net.to(memory_format=memory_format)
     generator.to(memory_format=memory_format)
-    if train.embeddings is not None and train.embeddings_name == encoder.name:
-        embeddings = train.embeddings.float()  # precomputed by `sdn data prepare`
-    else:
-        embeddings = encode_captions(encoder, train.captions)
     return teacher_net, generator, embeddings
 
 

@@ -49,6 +49,19 @@ def check_training_arguments(a: SimpleNamespace) -> None:
                         f"processes: choose a multiple of {world_size}")
 
 
+CPU_SPEED_SWITCHES = ("teacher_fusion", "fused_l1", "matmul_convs")
+
+
+def settle_speed_switches(a: SimpleNamespace, device_type: str) -> None:
+    """The speed switches are CPU optimisations: on a GPU they are turned off. Measured on an H200
+    (64 px, EfficientNet-Lite0, batch 64, benchmarks/train_step.py): a step with them ran 0.42x (Stage
+    I) and 0.53x (Stage II) as fast as with them off, launching about 7x as many kernels
+    (benchmarks/results/gpu-h200.md). The values a run used are the ones its config records."""
+    if device_type != "cpu":
+        for name in CPU_SPEED_SWITCHES:
+            setattr(a, name, False)
+
+
 def training_config(a: SimpleNamespace, resolution: int) -> dict:
     """The run's settings as its checkpoints record them (sdn.training.checkpoint compares them on resume)."""
     encoder_name = a.text_encoder_instance.name if a.text_encoder_instance is not None else a.text_encoder
