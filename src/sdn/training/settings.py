@@ -56,7 +56,8 @@ def settle_speed_switches(a: SimpleNamespace, device_type: str) -> None:
     """The speed switches are CPU optimisations: on a GPU they are turned off. Measured on an H200
     (64 px, EfficientNet-Lite0, batch 64, benchmarks/train_step.py): a step with them ran 0.42x (Stage
     I) and 0.53x (Stage II) as fast as with them off, launching about 7x as many kernels
-    (benchmarks/results/gpu-h200.md). The values a run used are the ones its config records."""
+    (benchmarks/results/gpu-h200/train_step_64px_batch64.log). The values a run used are the ones
+    its config records."""
     if device_type != "cpu":
         for name in CPU_SPEED_SWITCHES:
             setattr(a, name, False)
