@@ -77,11 +77,12 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
     g.add_argument("--compile", action="store_true", help="torch.compile the generator and teacher (minutes to compile; little gain measured on CPU)")
     g.add_argument("--grad-checkpointing", action="store_true",
                    help="recompute the generator's activations in the backward pass: less memory (224 px on small GPUs), a little slower")
+    # These three are CPU optimisations, always off on a GPU (sdn.training.settings.settle_speed_switches)
     g.add_argument("--no-teacher-fusion", dest="teacher_fusion", action="store_false",
-                   help="run the teacher as loaded, batch norms unfolded (the slower path before the speed work; docs/speed.md)")
-    g.add_argument("--no-fused-l1", dest="fused_l1", action="store_false", help="the loss terms' plain L1 formula (slower; same values)")
+                   help="run the teacher as loaded, batch norms unfolded (the slower path on CPUs; off on GPUs anyway; docs/speed.md)")
+    g.add_argument("--no-fused-l1", dest="fused_l1", action="store_false", help="the loss terms' plain L1 formula (slower on CPUs; same values; off on GPUs anyway)")
     g.add_argument("--no-matmul-convs", dest="matmul_convs", action="store_false",
-                   help="weight-bound generator convolutions through oneDNN instead of as matrix products (slower at 64 px)")
+                   help="weight-bound generator convolutions through oneDNN instead of as matrix products (slower at 64 px on CPUs; off on GPUs anyway)")
     g.add_argument("--no-retain-freed-memory", dest="retain_freed_memory", action="store_false",
                    help="leave glibc's malloc returning freed memory to the kernel (page faults every step)")
     g.add_argument("--seed", type=int, default=c.seed)
