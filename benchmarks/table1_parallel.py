@@ -50,11 +50,13 @@ def train_one(name: str, cache: str, out: Path, budget_minutes: float, teacher_w
     print(json.dumps({"run": name, "checkpoint": str(path), "seconds": spent}), flush=True)
 
 
-def score(name: str, cache: str, out: Path, captions_per_image: int, classifier_weights: str | None, device: str) -> dict:
+def score(name: str, cache: str, out: Path, captions_per_image: int, classifier_weights: str | None, device: str,
+          n_train: int, shared: dict) -> dict:
+    """One run's drawings of the test split and their scores; `shared` keeps the real images' features
+    between runs (EvalContext.cache)."""
     import numpy as np
     import torch
 
-    from sdn.data.cache import load_cache
     from sdn.evaluation.evaluate import draw_all, load_for_evaluation
     from sdn.evaluation.metrics import METRICS, EvalContext
     from sdn.evaluation.metrics.fid import frechet_distance
@@ -66,7 +68,7 @@ def score(name: str, cache: str, out: Path, captions_per_image: int, classifier_
     ckpt, generator, test = load_for_evaluation(checkpoint_files(run)[0], cache, "test")
     drawn = draw_all(generator, test, captions_per_image, device=device, precision=ckpt["config"].get("precision", "fp32"))
     np.save(run / "drawings.npy", drawn[:, :, 0].numpy())
-    ctx = EvalContext(drawn, test, torch.device(device), classifier_weights=classifier_weights)
+    ctx = EvalContext(drawn, test, torch.device(device), classifier_weights=classifier_weights, cache=shared)
     result = {}
     for metric in ("ssim", "fsim", "is"):
         try:
@@ -74,11 +76,11 @@ def score(name: str, cache: str, out: Path, captions_per_image: int, classifier_
         except Exception as e:  # e.g. piq missing: the others still count
             result[metric] = f"failed: {type(e).__name__}: {e}"
     net = build_classifier("efficientnet-lite0", classifier_weights)
-    _, real = extract(net, test.images, device=device)
+    if "fd_effnet_real" not in shared:
+        _, shared["fd_effnet_real"] = extract(net, test.images, device=device)
     _, fake = extract(net, ctx.drawings(), device=device)
-    result["fd_effnet"] = frechet_distance(fake, real)
+    result["fd_effnet"] = frechet_distance(fake, shared["fd_effnet_real"])
     seconds = json.loads((run / "budget.json").read_text())["seconds"]
-    n_train = len(load_cache(cache).subset("train"))
     images = images_trained(ckpt, n_train)
     result.update(step=ckpt["step"], epochs=round(images / n_train, 2), train_seconds=seconds,
                   images_per_s=round(images / max(seconds, 1e-9), 1), config=ckpt["config"])
@@ -86,24 +88,19 @@ def score(name: str, cache: str, out: Path, captions_per_image: int, classifier_
 
 
 def fid_from_drawings(cache: str, out: Path, names: list[str], device: str) -> dict:
-    """FID (the TF Inception of `sdn evaluate`) of every run's drawings.npy against the test split."""
+    """FID (`sdn evaluate`'s metric, the TF Inception) of every run's drawings.npy against the test split."""
     import numpy as np
     import torch
 
     from sdn.data.cache import load_cache
-    from sdn.evaluation.metrics.fid import frechet_distance
-    from sdn.networks.classifiers import FidInception, extract
+    from sdn.evaluation.metrics import METRICS, EvalContext
 
-    test = load_cache(cache).subset("test")
-    net = FidInception()
-    (real,) = extract(net, test.images, device=device, progress=True, desc="FID real")
-    results = {}
+    test, shared, results = load_cache(cache).subset("test"), {}, {}
     for name in names:
         path = out / name / "drawings.npy"
         if path.is_file():
-            drawn = torch.from_numpy(np.load(path)).flatten(0, 1)
-            (fake,) = extract(net, drawn, device=device, progress=True, desc=f"FID {name}")
-            results[name] = {"fid": frechet_distance(fake, real), "fid_generated_images": len(drawn), "fid_real_images": len(real)}
+            drawn = torch.from_numpy(np.load(path)).unsqueeze(2)  # (N, C, 1 output, 3, H, W)
+            results[name] = METRICS["fid"].fn(EvalContext(drawn, test, torch.device(device), progress=True, cache=shared))
     return results
 
 
@@ -127,21 +124,26 @@ def main() -> None:
         result = fid_from_drawings(a.data, a.out, a.runs, a.device)
         (a.out / "fid.json").write_text(json.dumps(result, indent=2))
         return print(json.dumps(result, indent=2))
+    from sdn.data.cache import load_cache
+
     started = time.time()
-    procs = {}
+    procs, logs = {}, []
     for name in a.runs:
         (a.out / name).mkdir(exist_ok=True)
-        log = open(a.out / name / "train.log", "w")
+        logs.append(log := open(a.out / name / "train.log", "w"))
         cmd = [sys.executable, __file__, "--data", a.data, "--out", str(a.out), "--budget-minutes", str(a.budget_minutes), "--one", name]
         if a.teacher_weights:
             cmd += ["--teacher-weights", a.teacher_weights]
         procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     codes = {name: proc.wait() for name, proc in procs.items()}
+    for log in logs:
+        log.close()
     print(f"trained in {time.time() - started:.0f} s: exit codes {codes}", flush=True)
     summary = {"budget_minutes": a.budget_minutes, "runs_side_by_side": len(a.runs), "exit_codes": codes, "runs": {}}
+    n_train, shared = load_cache(a.data).split.count("train"), {}
     for name in a.runs:
         try:
-            summary["runs"][name] = score(name, a.data, a.out, a.captions_per_image, a.classifier_weights, a.device)
+            summary["runs"][name] = score(name, a.data, a.out, a.captions_per_image, a.classifier_weights, a.device, n_train, shared)
         except Exception as e:  # one broken run must not hide the others
             summary["runs"][name] = {"error": f"{type(e).__name__}: {e}"}
         (a.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

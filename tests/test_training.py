@@ -40,12 +40,12 @@ def test_cached_caption_embeddings_are_used_without_building_the_encoder(tmp_pat
     absent, e.g. on a machine without the MiniLM package); its 5-d vectors set G's text input."""
     import dataclasses
 
-    import sdn.training.loop as loop
+    import sdn.data.batches as batches
 
     def refuse(name):
         raise AssertionError(f"the {name} encoder was built although the cache holds its embeddings")
 
-    monkeypatch.setattr(loop, "build_text_encoder", refuse)
+    monkeypatch.setattr(batches, "build_text_encoder", refuse)
     embeddings = torch.randn(len(tiny_data), 2, 5)
     cached = dataclasses.replace(tiny_data, embeddings=embeddings, embeddings_name="test-hash")
     ckpt = load_checkpoint(training_loop(cached, tmp_path, scheme="stage2", stage1_epochs=0, stage2_epochs=1, **TINY))

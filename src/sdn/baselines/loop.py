@@ -33,10 +33,9 @@ from sdn.evaluation.collapse import variety_report, warn_if_collapsed
 from sdn.data.captioned_images import CaptionedImages
 from sdn.errors import UserError
 from sdn.sampling import generate, one_per_class
-from sdn.networks.text import build_text_encoder
 from sdn.utils import check_precision, default_device, ensure_writable
 from sdn.training.optim import check_adam, make_adam
-from sdn.data.batches import encode_captions, epoch_order, host_to_device
+from sdn.data.batches import caption_embeddings, epoch_order, host_to_device
 from sdn.training.resume import find_resume_checkpoint, resume_position, rng_states, set_rng_states
 from sdn.training.run_log import RunLog
 
@@ -85,10 +84,7 @@ def gan_training_loop(
     if ckpt is not None:
         check_compatible(ckpt["config"], config, "this run")
         config["changed_settings"] = check_same_training(ckpt["config"], config, allow_changed_settings, ckpt["step"])
-    if train.embeddings is not None and train.embeddings_name == config["text_encoder"]:
-        embeddings = train.embeddings.float()  # precomputed by `sdn data prepare`
-    else:
-        embeddings = encode_captions(text_encoder_instance or build_text_encoder(text_encoder), train.captions)
+    embeddings = caption_embeddings(train, config["text_encoder"], text_encoder_instance)
     config["text_dim"] = embeddings.shape[-1]
     if ckpt is not None:
         check_compatible(ckpt["config"], config, "this run")

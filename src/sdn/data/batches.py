@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from sdn.errors import UserError
-from sdn.networks.text import TextEncoder, encode_unique
+from sdn.networks.text import TextEncoder, build_text_encoder, encode_unique
 
 
 def encode_captions(encoder: TextEncoder, captions: list[list[str]]) -> torch.Tensor:
@@ -15,6 +15,15 @@ def encode_captions(encoder: TextEncoder, captions: list[list[str]]) -> torch.Te
         raise UserError(f"every image needs the same number of captions, found {sorted(per_image)}")
     flat = encode_unique(encoder, [c for caps in captions for c in caps])
     return flat.view(len(captions), per_image.pop(), -1)
+
+
+def caption_embeddings(data, encoder_name: str, encoder: TextEncoder | None = None) -> torch.Tensor:
+    """(N, captions per image, dim) float embeddings of `data`'s captions: the cache's own when it holds
+    `encoder_name`'s (prepared by `sdn data prepare`; the encoder, whose weights may be absent, is then
+    never built), else encoded now by `encoder` or a freshly built one."""
+    if data.embeddings is not None and data.embeddings_name == encoder_name:
+        return data.embeddings.float()
+    return encode_captions(encoder or build_text_encoder(encoder_name), data.captions)
 
 
 def epoch_order(seed: int, epoch: int, n_images: int, captions_per_image: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sdn.training import distributed
-from sdn.data.batches import encode_captions, epoch_order, host_to_device
+from sdn.data.batches import caption_embeddings, epoch_order, host_to_device
 from sdn.training.budget import WallClockBudget, stop_if_diverged
 from sdn.training.config import PAPER
 from sdn.training.checkpoint import EXPORT, LATEST, check_compatible, check_same_training, checkpoint_files, export_generator, save_numbered
@@ -30,7 +30,7 @@ from sdn.training.schemes import SCHEMES, scheme_losses
 from sdn.networks.teacher_fusion import fuse_teacher
 from sdn.networks.teacher_views import tap_weight_profile
 from sdn.networks.teachers import build_teacher
-from sdn.networks.text import TextEncoder, build_text_encoder
+from sdn.networks.text import TextEncoder
 from sdn.training.settings import check_training_arguments, settle_speed_switches, training_config
 from sdn.training.step import tap_mean_activations, train_step
 from sdn.utils import default_device, ensure_writable
@@ -133,11 +133,7 @@ def _build_networks(a: SimpleNamespace, config: dict, ckpt: dict | None, train: 
     """(teacher, generator, caption embeddings of the train split), as the settings ask."""
     teacher_net = build_teacher(a.teacher, a.teacher_weights, a.teacher_init, a.teacher_pooling, config["resolution"],
                                 a.teacher_input_size).to(dev)
-    name = a.text_encoder_instance.name if a.text_encoder_instance is not None else a.text_encoder
-    if train.embeddings is not None and train.embeddings_name == name:
-        embeddings = train.embeddings.float()  # precomputed by `sdn data prepare`: the encoder is not needed
-    else:
-        embeddings = encode_captions(a.text_encoder_instance or build_text_encoder(a.text_encoder), train.captions)
+    embeddings = caption_embeddings(train, config["text_encoder"], a.text_encoder_instance)
     config["text_dim"] = embeddings.shape[-1]
     if ckpt is not None:
         check_compatible(ckpt["config"], config, "this run")
