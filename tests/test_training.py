@@ -147,3 +147,29 @@ def test_each_scheme_uses_exactly_its_loss_terms_and_teacher_passes(scheme):
         assert tuple(terms) == names and teacher.calls == calls, stage
         if stage == "joint":
             assert terms["loss"] == pytest.approx(sum(v for k, v in terms.items() if k != "loss"), rel=1e-5)
+
+
+def test_cosine_lr_decay_is_followed_step_by_step_and_logged(tmp_path, tiny_data):
+    from sdn.training.optim import scheduled_lr
+
+    assert scheduled_lr(1e-3, "none", 5, 10) == 1e-3
+    assert [scheduled_lr(1.0, "cosine", s, 4) for s in range(5)] == pytest.approx([1.0, 0.8536, 0.5, 0.1464, 0.0], abs=1e-4)
+    training_loop(tiny_data, tmp_path, stage1_epochs=1, stage2_epochs=1, lr=1e-3, lr_decay="cosine", **TINY)
+    logged = [json.loads(line)["lr"] for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert logged == pytest.approx([scheduled_lr(1e-3, "cosine", s, 6) for s in range(6)])
+    assert logged[0] == pytest.approx(1e-3) and logged[-1] < 1e-4  # decays within the run, not only at its end
+    with pytest.raises(UserError, match="--lr-decay must be one of none, cosine"):
+        training_loop(tiny_data, tmp_path / "bad", lr_decay="step", **TINY)
+
+
+def test_caption_noise_changes_training_and_is_part_of_the_run_settings(tmp_path, tiny_data):
+    plain = load_checkpoint(training_loop(tiny_data, tmp_path / "plain", stage1_epochs=1, stage2_epochs=0, **TINY))
+    noisy_path = training_loop(tiny_data, tmp_path / "noisy", stage1_epochs=1, stage2_epochs=0, caption_noise=0.5, **TINY)
+    noisy = load_checkpoint(noisy_path)
+    assert noisy["config"]["caption_noise"] == 0.5 and plain["config"]["caption_noise"] == 0.0
+    assert noisy["history"][0][2] == pytest.approx(plain["history"][0][2], rel=0.5)  # the same task, a little perturbed
+    assert [v for *_, v in noisy["history"]] != [v for *_, v in plain["history"]]
+    with pytest.raises(UserError, match="caption_noise: 0.5 saved, 0.0 now"):  # a resume cannot drop it silently
+        training_loop(tiny_data, tmp_path / "noisy", stage1_epochs=2, stage2_epochs=0, resume=noisy_path, **TINY)
+    with pytest.raises(UserError, match="--caption-noise must be 0 or more"):
+        training_loop(tiny_data, tmp_path / "bad", caption_noise=-1.0, **TINY)

@@ -68,6 +68,11 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
     g.add_argument("--ema-decay", type=float, default=c.ema_decay,
                    help="draw with a moving average of G's weights, moved 1 - this of the way each step "
                         "(0: the last weights, the paper; StyleGAN2-ADA and EDM average)")
+    g.add_argument("--lr-decay", default=c.lr_decay, choices=r.lr_decays,
+                   help="the learning rate over the run: none (constant, the paper) or cosine (down to 0 at the last step)")
+    g.add_argument("--caption-noise", type=float, default=c.caption_noise, metavar="SD",
+                   help="training only: Gaussian noise of SD standard deviations added to each caption vector "
+                        "(StackGAN's conditioning augmentation, fixed variance; 0: none, the paper)")
     g.add_argument("--diverse-mean-weight", type=float, default=c.diverse_mean_weight,
                    help="diverse synthesis: CRN's share of the mean over the n outputs (0: the paper's pure minimum, eqs. 4-5)")
     g.add_argument("--precision", default=c.precision, choices=r.precisions)

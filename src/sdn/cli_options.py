@@ -33,7 +33,7 @@ def registries():
     from sdn.networks.teachers import POOLINGS, TEACHER_INITS, TEACHERS
     from sdn.networks.text import TEXT_ENCODERS
     from sdn.training.losses import DISTANCES, REDUCTIONS, STAGE1_INPUTS, TAP_WEIGHTS
-    from sdn.training.optim import ADAM_CHOICES
+    from sdn.training.optim import ADAM_CHOICES, LR_DECAYS
     from sdn.training.schemes import SCHEMES
     from sdn.utils import PRECISIONS
 
@@ -41,7 +41,7 @@ def registries():
         methods=["sdn", *METHODS], classifiers=CLASSIFIERS, reductions=REDUCTIONS, tap_weights=TAP_WEIGHTS, adam=ADAM_CHOICES,
         schemes=SCHEMES, datasets=list(READERS), teachers=TEACHERS, teacher_inits=TEACHER_INITS, poolings=POOLINGS,
         text_encoders=TEXT_ENCODERS, precisions=PRECISIONS, stage1_inputs=STAGE1_INPUTS, distances=DISTANCES,
-        backgrounds=BACKGROUNDS,
+        backgrounds=BACKGROUNDS, lr_decays=LR_DECAYS,
     )
 
 

@@ -150,7 +150,7 @@ def _train_epochs(a, config: dict, run: SimpleNamespace, train, embeddings, dev,
     """The epochs from where `run` stands, with checkpoints, the log and the collapse checks; exports at the end."""
     g, d, batch_size, per_epoch = run.generator, run.discriminator, config["batch_size"], run.per_epoch
     settings = GanSettings(config["wrong_weight"], config["interp_weight"], config["kl_weight"])
-    log = RunLog(a.run_dir, run.step if resumed else None, config["lr"], dev) if world.is_main else None
+    log = RunLog(a.run_dir, run.step if resumed else None, dev) if world.is_main else None
     preview = one_per_class(train.labels, 64)  # the collapse check's captions: one per class in turn
     bar = tqdm(total=config["epochs"] * math.ceil(per_epoch / batch_size), initial=run.step, disable=not (a.progress and world.is_main),
                desc=f"train {a.method}", unit="step", dynamic_ncols=True)
@@ -188,7 +188,8 @@ def _train_epochs(a, config: dict, run: SimpleNamespace, train, embeddings, dev,
                 bad_in_a_row, run.skipped_steps = bad_in_a_row + 1, run.skipped_steps + 1
                 stop_if_diverged(bad_in_a_row, a.max_bad_steps, run.step, a.run_dir, world)
             if log is not None:
-                log.step(run.step, epoch, a.method, terms, len(batch) / seconds, skipped=not math.isfinite(terms["loss"]))
+                log.step(run.step, epoch, a.method, terms, len(batch) / seconds, skipped=not math.isfinite(terms["loss"]),
+                         lr=run.opt_g.param_groups[0]["lr"])
             bar.update(1)
             bar.set_postfix(d=f"{terms['d_loss']:.3f}", g=f"{terms['g_loss']:.3f}", refresh=False)
             out_of_time = budget.spent()

@@ -179,13 +179,15 @@ TRAINING_KEYS = ARCHITECTURE_KEYS + (
     "teacher_init", "teacher_pooling", "scheme", "pair_preactivation", "stage1_epochs", "stage2_epochs", "batch_size",
     "lr", "tap_weights", "loss_reduction", "pixel_weight", "diverse_mean_weight", "precision", "seed",
     "stage2_pixel_weight", "tap_profile", "teacher_input_size", "stage1_inputs", "tap_distance", "pixel_distance", "ema_decay",
+    "lr_decay", "caption_noise",
 )
 # Training longer (or shorter) is what resuming is for: allowed, but recorded like any change.
 _LENGTH_KEYS = ("stage1_epochs", "stage2_epochs")
 # What a checkpoint written before a setting existed was trained with.
 _OLD_DEFAULTS = {"loss_reduction": "mean", "teacher_pooling": "avg", "teacher_init": "pretrained", "diverse_mean_weight": 0.001,
                  "method": "sdn", "stage2_pixel_weight": None, "tap_profile": "flat", "teacher_input_size": None,
-                 "stage1_inputs": "generator", "tap_distance": "l1", "pixel_distance": "l1", "ema_decay": 0.0}
+                 "stage1_inputs": "generator", "tap_distance": "l1", "pixel_distance": "l1", "ema_decay": 0.0,
+                 "lr_decay": "none", "caption_noise": 0.0}
 
 
 def check_same_training(saved: dict, wanted: dict, allowed=(), step: int | None = None) -> list[dict]:

@@ -45,6 +45,11 @@ class TrainingConfig:
     # paper's pure minimum, eqs. 4-5)
     ema_decay: float = 0.0  # draw with an exponential moving average of G's weights, moved 1 - ema_decay of
     # the way each step (0: the last weights, the paper; sdn.training.average)
+    lr_decay: str = "none"  # the learning rate over the run: "none" (constant, the paper) or "cosine" (from lr
+    # down to 0 at the last step, a half cosine over all steps of both stages; sdn.training.optim.scheduled_lr)
+    caption_noise: float = 0.0  # training only: Gaussian noise of this many standard deviations (per
+    # dimension, over the training captions) added to each caption vector, StackGAN's conditioning
+    # augmentation in its fixed-variance form (0: none, the paper)
     precision: str = "bf16"  # "bf16" autocast (AMX on CPU, tensor cores on CUDA) or "fp32"
     channels_last: bool = True  # NHWC memory format for the convolutions
     adam: str = "auto"  # Adam implementation: "fused" (one kernel over all parameters), "foreach",

@@ -23,7 +23,7 @@ from sdn.errors import UserError
 from sdn.networks.generator import Generator
 from sdn.training.host_memory import retain_freed_memory as retain_freed_host_memory
 from sdn.training.average import average_entries, drawing_generator, weight_average
-from sdn.training.optim import make_adam
+from sdn.training.optim import make_adam, scheduled_lr
 from sdn.training.resume import find_resume_checkpoint, resume_position, rng_states, set_rng_states
 from sdn.training.run_log import RunLog
 from sdn.training.schemes import SCHEMES, scheme_losses
@@ -63,6 +63,8 @@ def training_loop(
     stage1_inputs: str = PAPER.stage1_inputs,
     diverse_mean_weight: float = PAPER.diverse_mean_weight,
     ema_decay: float = PAPER.ema_decay,
+    lr_decay: str = PAPER.lr_decay,
+    caption_noise: float = PAPER.caption_noise,
     precision: str = PAPER.precision,
     channels_last: bool = PAPER.channels_last,
     adam: str = PAPER.adam,
@@ -189,7 +191,7 @@ def _train_epochs(a, config, state: _State, generator, average, teacher_net, opt
     total_epochs = a.stage1_epochs + a.stage2_epochs
     steps_per_epoch = math.ceil(len(train) / a.batch_size)
     memory_format = torch.channels_last if a.channels_last else torch.contiguous_format
-    log = RunLog(a.run_dir, state.step if resumed else None, a.lr, dev) if world.is_main else None
+    log = RunLog(a.run_dir, state.step if resumed else None, dev) if world.is_main else None
     preview = embeddings[:8, 0].to(dev)  # the same captions drawn at every epoch end, for TensorBoard
     bar = tqdm(total=total_epochs * steps_per_epoch, initial=state.step, disable=not (a.progress and world.is_main),
                desc=f"train {a.scheme}", unit="step", dynamic_ncols=True)
@@ -216,6 +218,12 @@ def _train_epochs(a, config, state: _State, generator, average, teacher_net, opt
             idx = distributed.shard(batch, a.batch_size, world)
             real = (host_to_device(train.images[idx], dev).float() / 255).contiguous(memory_format=memory_format)
             text = host_to_device(embeddings[idx, caption_pick[idx]], dev)
+            if a.caption_noise:
+                # nearby sentences must draw nearby images: what a caption naming an unseen
+                # combination of seen words needs from G's fully connected layers
+                text = text + a.caption_noise * generator.text_std * torch.randn_like(text)
+            for group in optimizer.param_groups:
+                group["lr"] = scheduled_lr(a.lr, a.lr_decay, state.step, total_epochs * steps_per_epoch)
             started = time.perf_counter()
             terms = train_step(step_generator, step_teacher, losses[stage], real, text, optimizer, dev, a.precision,
                                share=len(idx) / len(batch))
@@ -231,7 +239,8 @@ def _train_epochs(a, config, state: _State, generator, average, teacher_net, opt
                 bad_in_a_row, state.skipped_steps = bad_in_a_row + 1, state.skipped_steps + 1
                 stop_if_diverged(bad_in_a_row, a.max_bad_steps, state.step, a.run_dir, world)
             if log is not None:
-                log.step(state.step, epoch, stage, terms, len(batch) / seconds, skipped=not math.isfinite(loss))
+                log.step(state.step, epoch, stage, terms, len(batch) / seconds, skipped=not math.isfinite(loss),
+                         lr=optimizer.param_groups[0]["lr"])
             bar.update(1)
             bar.set_postfix(stage=stage, loss=f"{loss:.4f}", refresh=False)
             epoch_end_saved = i + a.batch_size >= len(train) and ((epoch + 1) % a.checkpoint_epochs == 0 or epoch + 1 == total_epochs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from sdn.errors import UserError
@@ -12,6 +14,20 @@ ADAM_CHOICES = ("auto", "fused", "foreach", "for-loop")
 def check_adam(adam: str) -> None:
     if adam not in ADAM_CHOICES:
         raise UserError(f"adam must be one of {', '.join(ADAM_CHOICES)}, not {adam!r}")
+
+
+LR_DECAYS = ("none", "cosine")
+
+
+def scheduled_lr(lr: float, decay: str, step: int, total_steps: int) -> float:
+    """The learning rate of the step after `step` steps: constant ("none"), or a half cosine from lr
+    down to 0 over total_steps ("cosine"). A function of the step alone, so a resumed run continues
+    the same schedule."""
+    if decay == "none":
+        return lr
+    if decay == "cosine":
+        return lr * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+    raise UserError(f"--lr-decay must be one of {', '.join(LR_DECAYS)}, not {decay!r}")
 
 
 def make_adam(params, lr: float, adam: str = "auto") -> torch.optim.Adam:

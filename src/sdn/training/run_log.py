@@ -17,8 +17,8 @@ class RunLog:
     """Rank 0's record of a run: stats.jsonl (one line per step) and, when the `tensorboard` package
     is installed, TensorBoard scalars and an image grid per epoch in run_dir/tensorboard."""
 
-    def __init__(self, run_dir: Path, resumed_step: int | None, lr: float, dev: torch.device):
-        self.path, self.lr, self.dev = run_dir / "stats.jsonl", lr, dev
+    def __init__(self, run_dir: Path, resumed_step: int | None, dev: torch.device):
+        self.path, self.dev = run_dir / "stats.jsonl", dev
         if resumed_step is None:
             self.path.unlink(missing_ok=True)  # a fresh run's log starts empty
         elif self.path.exists():  # drop the lines of steps the resumed run will do again
@@ -27,10 +27,12 @@ class RunLog:
         self.file = open(self.path, "a")  # noqa: SIM115 - open for the whole run, closed by close()
         self.tensorboard = _summary_writer(run_dir / "tensorboard")
 
-    def step(self, step: int, epoch: int, stage: str, terms: dict[str, float], images_per_s: float, skipped: bool) -> None:
+    def step(self, step: int, epoch: int, stage: str, terms: dict[str, float], images_per_s: float, skipped: bool,
+             lr: float) -> None:
+        """lr: the learning rate this step used (schedules change it)."""
         record = {"step": step, "epoch": epoch, "stage": stage,
                   **{k: v if math.isfinite(v) else None for k, v in terms.items()},
-                  "images_per_s": round(images_per_s, 2), "lr": self.lr, "skipped": skipped, **self.memory()}
+                  "images_per_s": round(images_per_s, 2), "lr": lr, "skipped": skipped, **self.memory()}
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
         if self.tensorboard is not None:
