@@ -7,7 +7,7 @@ import torch
 
 from sdn.data.demo_data import make_demo_data
 from sdn.errors import UserError
-from sdn.networks.teacher_views import ResizedInputTeacher, tap_weight_profile
+from sdn.networks.teacher_views import MID_NARROW, ResizedInputTeacher, tap_weight_profile
 from sdn.networks.teachers import build_teacher, teacher_taps
 from sdn.training.checkpoint import load_checkpoint
 from sdn.training.loop import training_loop
@@ -38,6 +38,11 @@ def test_tap_weight_profiles():
     flat, mid = tap_weight_profile("flat", TAPS), tap_weight_profile("mid", TAPS)
     assert torch.allclose(flat, torch.full((9,), 1 / 9)) and mid.sum().item() == pytest.approx(1)
     assert mid.argmax().item() == 4 and mid[0] == mid[-1] == pytest.approx(mid[4] / 4)  # peak mid-way, ends a quarter
+    narrow = tap_weight_profile("mid-narrow", TAPS)
+    assert narrow.sum().item() == pytest.approx(1) and narrow[2:5].sum() > 0.75  # blocks 2, 4, 7 carry most of it
+    assert torch.allclose(narrow, tap_weight_profile(",".join(map(str, MID_NARROW)), TAPS))  # the measured curve itself
+    vgg = tap_weight_profile("mid-narrow", teacher_taps("vgg19"))  # another depth: the same curve, read at its taps
+    assert len(vgg) == len(teacher_taps("vgg19")) and vgg.argmax() / (len(vgg) - 1) == pytest.approx(0.25, abs=0.15)
     custom = tap_weight_profile("0,0,1,1,1,1,0,0,0", TAPS)
     assert custom.tolist() == pytest.approx([0, 0, 0.25, 0.25, 0.25, 0.25, 0, 0, 0])
     for bad in ("1,2", "x", "-1,1,1,1,1,1,1,1,1", "0,0,0,0,0,0,0,0,0"):

@@ -45,7 +45,7 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
     g.add_argument("--stage2-pixel-weight", type=float, default=c.stage2_pixel_weight,
                    help="weight of the image L1 term in the second stage of sdn/diverse (default: --pixel-weight)")
     g.add_argument("--tap-profile", default=c.tap_profile,
-                   help="how the tap weights spread over the taps: flat (alike, the paper), mid (favours mid-level taps), "
+                   help="how the tap weights spread over the taps: flat (alike, the paper), mid (favours mid-level taps), mid-narrow (nearly all weight on them), "
                         "or one number per tap, comma-separated")
     g.add_argument("--teacher-input-size", type=int, default=c.teacher_input_size, metavar="PX",
                    help="the teacher looks at images up-sampled to PX (a multiple of 32), its taps pooled back to the "
