@@ -8,8 +8,8 @@ antialiasing on float values (what clean-fid recommends; PIL-like, no uint8 roun
 from __future__ import annotations
 
 import hashlib
-import warnings
 import importlib.util
+import warnings
 from pathlib import Path
 
 import torch

@@ -14,8 +14,9 @@ corners at strides 4-16), over the first (close to pixels and colour) and the de
 class evidence, 2x2 at 64 px). "mid-narrow" gives nearly all the weight to the taps a quarter to a
 half of the way down (EfficientNet-Lite0: blocks 2, 4 and 7, maps 16, 8 and 4 cells wide at 64 px);
 on the demo it drew the unseen pairs' shapes for 64.8 / 74.4 % (seeds 1 / 2) against "mid"'s 45.1 /
-42.3 % at the same budget (docs/demo-levers.md, session 8). A profile is normalised to add up to what the flat one adds up to, so
-switching profiles moves weight between taps without changing the taps' total against the pixel term.
+42.3 % at the same budget (docs/demo-levers.md, session 8). A profile is normalised to add up to what
+the flat one adds up to, so switching profiles moves weight between taps without changing the taps'
+total against the pixel term.
 """
 
 from __future__ import annotations
@@ -63,9 +64,9 @@ def check_input_size(input_size: int | None, resolution: int) -> None:
 
 def tap_weight_profile(profile: str, taps: tuple[Tap, ...]) -> torch.Tensor:
     """One weight per tap, adding up to 1: "flat" (1 / number of taps each), "mid" (a raised cosine
-    over the tap order, peaking at the middle tap, ends at a quarter of the peak), "mid-narrow" (see the module's
-    docstring), or a comma-separated
-    list of one relative weight per tap (normalised to add up to 1)."""
+    over the tap order, peaking at the middle tap, ends at a quarter of the peak), "mid-narrow" (see
+    the module's docstring), or a comma-separated list of one relative weight per tap (normalised to
+    add up to 1)."""
     n = len(taps)
     if profile == "flat":
         w = torch.ones(n)

@@ -46,7 +46,8 @@ class TrainingConfig:
     ema_decay: float = 0.0  # draw with an exponential moving average of G's weights, moved 1 - ema_decay of
     # the way each step (0: the last weights, the paper; sdn.training.average)
     lr_decay: str = "none"  # the learning rate over the run: "none" (constant, the paper) or "cosine" (from lr
-    # down to 0 at the last step, a half cosine over all steps of both stages; sdn.training.optim.scheduled_lr)
+    # down to 0 at the last step, a half cosine over all steps of both stages; sdn.training.optim.scheduled_lr;
+    # a run resumed with more epochs stretches the rest of the curve to the new last step)
     caption_noise: float = 0.0  # training only: Gaussian noise of this many standard deviations (per
     # dimension, over the training captions) added to each caption vector, StackGAN's conditioning
     # augmentation in its fixed-variance form (0: none, the paper)
