@@ -131,18 +131,24 @@ def test_each_scheme_uses_exactly_its_loss_terms_and_teacher_passes(scheme):
         "stage1": (("loss", "taps", "pixel"), ["real"]),
         "stage2": (("loss", "taps", "pixel"), ["real", "drawn"]),
         "joint": (("loss", "stage1_taps", "stage1_pixel", "stage2_taps", "stage2_pixel"), ["real", "drawn"]),
+        # the critic reads the taps the loss already made: no third teacher pass
+        "stage2-projected": (("loss", "taps", "pixel", "adversarial", "d_loss", "d_real", "d_fake"), ["real", "drawn"]),
     }
-    from sdn.training.losses import ImageLoss, SumOfLosses
+    from sdn.networks.projected_discriminator import ProjectedDiscriminator
+    from sdn.training.losses import ImageLoss, ProjectedStage2Loss, SumOfLosses
 
     teacher = CountingTeacher(build_teacher("efficientnet-lite0", resolution=32))
     weights = [1.0] * len(teacher.taps)
-    losses = {"image": ImageLoss(weights), "stage1": Stage1Loss(weights), "stage2": Stage2Loss(weights)}
+    critic = ProjectedDiscriminator(teacher.taps, 4)
+    losses = {"image": ImageLoss(weights), "stage1": Stage1Loss(weights), "stage2": Stage2Loss(weights),
+              "stage2-projected": ProjectedStage2Loss(weights, critic=critic)}
     losses["joint"] = SumOfLosses(stage1=losses["stage1"], stage2=losses["stage2"])
     for stage in dict.fromkeys(SCHEMES[scheme]):
         teacher.calls.clear()
         generator = Generator(teacher.taps, 32, 4, fc_dim=16)
         terms = train_step(generator, teacher, losses[stage], torch.rand(2, 3, 32, 32), torch.randn(2, 4),
-                           torch.optim.SGD(generator.parameters(), 0.0), torch.device("cpu"), "fp32")
+                           torch.optim.SGD(generator.parameters(), 0.0), torch.device("cpu"), "fp32",
+                           critic_optimizer=torch.optim.SGD(critic.parameters(), 0.0))
         names, calls = expected[stage]
         assert tuple(terms) == names and teacher.calls == calls, stage
         if stage == "joint":
@@ -173,3 +179,40 @@ def test_caption_noise_changes_training_and_is_part_of_the_run_settings(tmp_path
         training_loop(tiny_data, tmp_path / "noisy", stage1_epochs=2, stage2_epochs=0, resume=noisy_path, **TINY)
     with pytest.raises(UserError, match="--caption-noise must be 0 or more"):
         training_loop(tiny_data, tmp_path / "bad", caption_noise=-1.0, **TINY)
+
+
+def test_projected_scheme_trains_a_critic_that_is_saved_and_resumed_exactly(tmp_path, tiny_data):
+    """The critic learns (its hinge loss falls on a fixed batch once it has trained), its weights and
+    optimiser are in every checkpoint, and a resumed run repeats an uninterrupted one."""
+    settings = dict(scheme="projected", stage1_epochs=1, seed=3, adversarial_weight=0.5, **TINY)
+    whole = load_checkpoint(training_loop(tiny_data, tmp_path / "a", stage2_epochs=2, **settings))
+    assert {"critic", "critic_optimizer"} <= set(whole) and whole["config"]["adversarial_weight"] == 0.5
+    log = [json.loads(line) for line in (tmp_path / "a" / "stats.jsonl").read_text().splitlines()]
+    assert all("d_loss" not in e for e in log if e["stage"] == "stage1")
+    assert all(math.isfinite(e["d_loss"]) and "adversarial" in e for e in log if e["stage"] == "stage2-projected")
+    partial = training_loop(tiny_data, tmp_path / "b", stage2_epochs=1, **settings)
+    resumed = load_checkpoint(training_loop(tiny_data, tmp_path / "b", stage2_epochs=2, resume=partial, **settings))
+    assert [v for *_, v in resumed["history"]] == pytest.approx([v for *_, v in whole["history"]], rel=1e-3)
+    for k, v in whole["critic"].items():
+        assert torch.allclose(v.float(), resumed["critic"][k].float(), atol=1e-4), k
+
+
+def test_the_critic_learns_to_tell_real_taps_from_drawn_ones():
+    from sdn.networks.projected_discriminator import ProjectedDiscriminator, critic_taps, hinge_critic_loss
+
+    teacher = build_teacher("efficientnet-lite0", resolution=32)
+    assert [teacher.taps[i].name for i in critic_taps(teacher.taps)] == ["block2", "block4", "block10", "head"]
+    torch.manual_seed(0)
+    real_images, drawn_images, text = torch.rand(8, 3, 32, 32), torch.full((8, 3, 32, 32), 0.5), torch.randn(8, 4)
+    with torch.no_grad():
+        real, drawn = teacher(real_images), teacher(drawn_images)
+    critic = ProjectedDiscriminator(teacher.taps, 4)
+    opt = torch.optim.Adam(critic.parameters(), 1e-3, betas=(0.0, 0.99))
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        terms = hinge_critic_loss(critic(real, text), critic(drawn, text))
+        terms["d_loss"].backward()
+        opt.step()
+        losses.append(terms["d_loss"].item())
+    assert losses[0] > 1.5 and losses[-1] < 0.5 * losses[0]  # from chance (2) towards separating them

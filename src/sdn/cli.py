@@ -73,6 +73,10 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
     g.add_argument("--caption-noise", type=float, default=c.caption_noise, metavar="SD",
                    help="training only: Gaussian noise of SD standard deviations added to each caption vector "
                         "(StackGAN's conditioning augmentation, fixed variance; 0: none, the paper)")
+    g.add_argument("--adversarial-weight", type=float, default=c.adversarial_weight, metavar="W",
+                   help="--scheme projected only: weight of the critic's verdict on the teacher's features in Stage II")
+    g.add_argument("--critic-lr", type=float, default=c.critic_lr,
+                   help="--scheme projected only: the critic's Adam learning rate")
     g.add_argument("--diverse-mean-weight", type=float, default=c.diverse_mean_weight,
                    help="diverse synthesis: CRN's share of the mean over the n outputs (0: the paper's pure minimum, eqs. 4-5)")
     g.add_argument("--precision", default=c.precision, choices=r.precisions)

@@ -51,6 +51,9 @@ class TrainingConfig:
     caption_noise: float = 0.0  # training only: Gaussian noise of this many standard deviations (per
     # dimension, over the training captions) added to each caption vector, StackGAN's conditioning
     # augmentation in its fixed-variance form (0: none, the paper)
+    adversarial_weight: float = 0.1  # the "projected" scheme only: weight of the critic's verdict in Stage II
+    # (hinge generator loss; sdn.training.losses.ProjectedStage2Loss)
+    critic_lr: float = 2e-4  # the "projected" scheme only: the critic's Adam learning rate (betas 0, 0.99, as Projected GAN)
     precision: str = "bf16"  # "bf16" autocast (AMX on CPU, tensor cores on CUDA) or "fp32"
     channels_last: bool = True  # NHWC memory format for the convolutions
     adam: str = "auto"  # Adam implementation: "fused" (one kernel over all parameters), "foreach",

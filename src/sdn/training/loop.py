@@ -26,7 +26,7 @@ from sdn.training.average import average_entries, drawing_generator, weight_aver
 from sdn.training.optim import make_adam, scheduled_lr
 from sdn.training.resume import find_resume_checkpoint, resume_position, rng_states, set_rng_states
 from sdn.training.run_log import RunLog
-from sdn.training.schemes import SCHEMES, scheme_losses
+from sdn.training.schemes import SCHEMES, scheme_losses, uses_critic
 from sdn.networks.teacher_fusion import fuse_teacher
 from sdn.networks.teacher_views import tap_weight_profile
 from sdn.networks.teachers import build_teacher
@@ -65,6 +65,8 @@ def training_loop(
     ema_decay: float = PAPER.ema_decay,
     lr_decay: str = PAPER.lr_decay,
     caption_noise: float = PAPER.caption_noise,
+    adversarial_weight: float = PAPER.adversarial_weight,
+    critic_lr: float = PAPER.critic_lr,
     precision: str = PAPER.precision,
     channels_last: bool = PAPER.channels_last,
     adam: str = PAPER.adam,
@@ -121,9 +123,10 @@ def training_loop(
     state = _start(a, ckpt, generator, optimizer, teacher_net, train, embeddings, dev, world)
     average = weight_average(generator, ema_decay, ckpt)
     distributed.broadcast_parameters(generator, world)
-    losses = scheme_losses(a, state.tap_weights, state.tap_scales)
+    critic = _build_critic(a, teacher_net, state, embeddings, ckpt, dev, world)
+    losses = scheme_losses(a, state.tap_weights, state.tap_scales, critic and critic[0])
     _train_epochs(a, config, state, generator, average, teacher_net, optimizer, losses, train, embeddings, dev, world, budget,
-                  ckpt is not None)
+                  ckpt is not None, critic)
     if world.is_main:
         export_generator(drawing_generator(generator, average), {**config, "step": state.step}, run_dir / EXPORT)
     distributed.barrier(world)  # no rank leaves (and tears the group down) while rank 0 still writes
@@ -149,6 +152,24 @@ def _build_networks(a: SimpleNamespace, config: dict, ckpt: dict | None, train: 
     teacher_net.to(memory_format=memory_format)
     generator.to(memory_format=memory_format)
     return teacher_net, generator, embeddings
+
+
+def _build_critic(a, teacher_net, state, embeddings, ckpt, dev, world):
+    """(critic, its optimiser) for a scheme that has one (sdn.networks.projected_discriminator), from
+    the checkpoint or fresh; None for the paper's schemes."""
+    if not uses_critic(a.scheme):
+        return None
+    from sdn.networks.projected_discriminator import ProjectedDiscriminator
+
+    critic = ProjectedDiscriminator(teacher_net.taps, embeddings.shape[-1], state.tap_scales).to(dev)
+    optimizer = torch.optim.Adam(critic.parameters(), lr=a.critic_lr, betas=(0.0, 0.99))
+    if ckpt is not None:
+        critic.load_state_dict(ckpt["critic"])
+        optimizer.load_state_dict(ckpt["critic_optimizer"])
+    else:
+        critic.set_text_statistics(embeddings.flatten(0, 1).to(dev))
+    distributed.broadcast_parameters(critic, world)
+    return critic, optimizer
 
 
 @dataclass
@@ -185,7 +206,7 @@ def _start(a, ckpt, generator, optimizer, teacher_net, train, embeddings, dev, w
 
 
 def _train_epochs(a, config, state: _State, generator, average, teacher_net, optimizer, losses, train, embeddings, dev, world, budget,
-                  resumed: bool) -> None:
+                  resumed: bool, critic=None) -> None:
     """The epochs from where `state` stands: a step per batch, a checkpoint every `checkpoint_every`
     steps, at every `checkpoint_epochs`-th epoch's end, at the last one's and when the budget is spent."""
     total_epochs = a.stage1_epochs + a.stage2_epochs
@@ -205,6 +226,8 @@ def _train_epochs(a, config, state: _State, generator, average, teacher_net, opt
                 "history": state.history, "position": {"epoch": epoch, "images": images_done}, "rng": rng,
                 "skipped_steps": state.skipped_steps, **average_entries(average),
             }
+            if critic is not None:
+                saved.update(critic=critic[0].state_dict(), critic_optimizer=critic[1].state_dict())
             save_numbered(saved, a.run_dir, a.keep_checkpoints)
 
     # The compiled modules share their parameters with the originals, which are what gets saved.
@@ -226,7 +249,7 @@ def _train_epochs(a, config, state: _State, generator, average, teacher_net, opt
                 group["lr"] = scheduled_lr(a.lr, a.lr_decay, state.step, total_epochs * steps_per_epoch)
             started = time.perf_counter()
             terms = train_step(step_generator, step_teacher, losses[stage], real, text, optimizer, dev, a.precision,
-                               share=len(idx) / len(batch))
+                               share=len(idx) / len(batch), critic_optimizer=critic and critic[1])
             seconds = time.perf_counter() - started
             state.step += 1
             loss = terms["loss"]

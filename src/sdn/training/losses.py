@@ -153,7 +153,7 @@ class _Weighted(Loss):
         """taps, pixel: (B, n) parts of per_output (B, n); those of each caption's best output."""
         best = per_output.detach().argmin(1, keepdim=True)
         parts = {"taps": taps, "pixel": pixel}
-        return {name: parts[name].detach().gather(1, best).mean() for name in self.term_names}
+        return {name: parts[name].detach().gather(1, best).mean() for name in self.term_names if name in parts}
 
 
 def image_loss(real: torch.Tensor, images: torch.Tensor, reduction: str = "mean", distance: str = "l1") -> torch.Tensor:
@@ -231,6 +231,37 @@ class Stage2Loss(_Weighted):
         return self.min_over_outputs(taps + pixel).mean(), self.best_terms(taps, pixel, taps + pixel)
 
 
+class ProjectedStage2Loss(Stage2Loss):
+    """Stage II (eq. 3) plus a critic's verdict (the "projected" scheme, beyond the paper): the
+    generator is also pushed towards drawings whose teacher features the critic
+    (sdn.networks.projected_discriminator) takes for a real photo of the caption, with the hinge
+    generator loss -critic(drawing), weighted `adversarial_weight`. The passes it made are kept as
+    `last_passes` (detached) for the critic's own update (sdn.training.step.critic_step), which reuses
+    the teacher's taps of the real and drawn images instead of running the teacher again."""
+
+    term_names = ("taps", "pixel", "adversarial")
+
+    def __init__(self, *args, critic=None, adversarial_weight: float = 0.1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.critic, self.adversarial_weight = critic, adversarial_weight
+        self.last_passes = None
+
+    def __call__(self, generator, teacher, real, text, precision="fp32"):
+        self._text, self._precision = text, precision
+        return super().__call__(generator, teacher, real, text, precision)
+
+    def compare(self, real, images, real_feats, fake_feats, **passes):
+        loss, terms = super().compare(real=real, images=images, real_feats=real_feats, fake_feats=fake_feats, **passes)
+        text = self._text.repeat_interleave(images.shape[1], 0)
+        self.critic.requires_grad_(False)  # its gradients come from its own update
+        with autocast(real.device, self._precision):
+            adversarial = -self.critic(fake_feats, text).float().mean()
+        self.critic.requires_grad_(True)
+        self.last_passes = ([f.detach() for f in real_feats], [f.detach() for f in fake_feats], self._text, text)
+        terms["adversarial"] = adversarial.detach()
+        return loss + self.adversarial_weight * adversarial, terms
+
+
 class SumOfLosses(Loss):
     """Several losses added (the "joint" scheme: Stage I and Stage II together), on one set of
     forward passes; the parts of each are named `<loss>_<part>`."""
@@ -256,4 +287,4 @@ def joint_loss(*args, **kw) -> SumOfLosses:
 
 
 # The losses a scheme (sdn.training.schemes) can name; each is built with the settings of _Weighted.
-LOSSES = {"image": ImageLoss, "stage1": Stage1Loss, "stage2": Stage2Loss, "joint": joint_loss}
+LOSSES = {"image": ImageLoss, "stage1": Stage1Loss, "stage2": Stage2Loss, "joint": joint_loss, "stage2-projected": ProjectedStage2Loss}

@@ -27,6 +27,8 @@ def check_training_arguments(a: SimpleNamespace) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be one of {', '.join(DISTANCES)}, not {getattr(a, name)!r}")
     if not 0 <= a.ema_decay < 1:
         raise UserError(f"--ema-decay must be at least 0 and below 1, not {a.ema_decay}")
+    if a.adversarial_weight < 0 or a.critic_lr <= 0:
+        raise UserError(f"--adversarial-weight must be 0 or more and --critic-lr above 0, not {a.adversarial_weight} and {a.critic_lr}")
     if a.caption_noise < 0:
         raise UserError(f"--caption-noise must be 0 or more, not {a.caption_noise}")
     scheduled_lr(a.lr, a.lr_decay, 0, 1)  # an unknown schedule fails here
@@ -75,7 +77,8 @@ def training_config(a: SimpleNamespace, resolution: int) -> dict:
         pair_preactivation=a.pair_preactivation,
         stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs, batch_size=a.batch_size, lr=a.lr,
         tap_weights=a.tap_weights, loss_reduction=a.loss_reduction, tap_distance=a.tap_distance, pixel_distance=a.pixel_distance, pixel_weight=a.pixel_weight,
-        diverse_mean_weight=a.diverse_mean_weight, ema_decay=a.ema_decay, lr_decay=a.lr_decay, caption_noise=a.caption_noise, stage2_pixel_weight=a.stage2_pixel_weight, tap_profile=a.tap_profile,
+        diverse_mean_weight=a.diverse_mean_weight, ema_decay=a.ema_decay, lr_decay=a.lr_decay, caption_noise=a.caption_noise,
+        adversarial_weight=a.adversarial_weight, critic_lr=a.critic_lr, stage2_pixel_weight=a.stage2_pixel_weight, tap_profile=a.tap_profile,
         teacher_input_size=a.teacher_input_size, stage1_inputs=a.stage1_inputs, precision=a.precision, channels_last=a.channels_last, seed=a.seed,
         adam=a.adam, compile=a.compile, grad_checkpointing=a.grad_checkpointing,
         teacher_fusion=a.teacher_fusion, fused_l1=a.fused_l1, matmul_convs=a.matmul_convs, retain_freed_memory=a.retain_freed_memory,

@@ -23,7 +23,8 @@ def tap_mean_activations(teacher: Teacher, images: torch.Tensor, device, precisi
     return (sums / len(images)).clamp_min(1e-6)
 
 
-def train_step(generator, teacher, loss_fn, real, text, optimizer, dev, precision, share: float = 1.0) -> dict[str, float]:
+def train_step(generator, teacher, loss_fn, real, text, optimizer, dev, precision, share: float = 1.0,
+               critic_optimizer=None) -> dict[str, float]:
     """One optimiser step of `loss_fn` (an sdn.training.losses.Loss) on this process's slice of the global
     batch; `share` is the slice's fraction of the batch, which weighs its loss so that the gradients
     summed over processes are those of the whole batch's mean loss. Returns the whole batch's loss
@@ -40,4 +41,29 @@ def train_step(generator, teacher, loss_fn, real, text, optimizer, dev, precisio
     result = dict(zip(("loss", *names), values.tolist()))
     if math.isfinite(result["loss"]):
         optimizer.step()
+    if critic_optimizer is not None and hasattr(loss_fn, "critic"):
+        result.update(critic_step(loss_fn, critic_optimizer, dev, precision, share))
+    return result
+
+
+def critic_step(loss_fn, critic_optimizer, dev, precision: str, share: float = 1.0) -> dict[str, float]:
+    """The critic's update after the generator's (the "projected" scheme): its hinge loss on the
+    teacher's taps of the real images and of the drawings that `loss_fn` just compared (no new teacher
+    pass), gradients summed over processes as the generator's are; a non-finite loss skips it."""
+    from sdn.networks.projected_discriminator import hinge_critic_loss
+
+    critic, passes = loss_fn.critic, loss_fn.last_passes
+    critic_optimizer.zero_grad(set_to_none=True)
+    values = torch.zeros(3)
+    if passes is not None:
+        real_feats, fake_feats, text, fake_text = passes
+        with autocast(dev, precision):
+            terms = hinge_critic_loss(critic(real_feats, text), critic(fake_feats, fake_text))
+        (terms["d_loss"] * share).backward()
+        values = torch.stack([terms[k].detach().float() for k in ("d_loss", "d_real", "d_fake")]).cpu() * share
+    loss_fn.last_passes = None
+    values = distributed.sum_gradients(critic.parameters(), values)
+    result = dict(zip(("d_loss", "d_real", "d_fake"), values.tolist()))
+    if math.isfinite(result["d_loss"]):
+        critic_optimizer.step()
     return result
