@@ -132,7 +132,7 @@ def test_each_scheme_uses_exactly_its_loss_terms_and_teacher_passes(scheme):
         "stage2": (("loss", "taps", "pixel"), ["real", "drawn"]),
         "joint": (("loss", "stage1_taps", "stage1_pixel", "stage2_taps", "stage2_pixel"), ["real", "drawn"]),
         # the critic reads the taps the loss already made: no third teacher pass
-        "stage2-projected": (("loss", "taps", "pixel", "adversarial", "d_loss", "d_real", "d_fake"), ["real", "drawn"]),
+        "stage2-projected": (("loss", "taps", "pixel", "adversarial", "d_loss", "d_real", "d_fake", "d_wrong"), ["real", "drawn"]),
     }
     from sdn.networks.projected_discriminator import ProjectedDiscriminator
     from sdn.training.losses import ImageLoss, ProjectedStage2Loss, SumOfLosses
@@ -187,9 +187,10 @@ def test_projected_scheme_trains_a_critic_that_is_saved_and_resumed_exactly(tmp_
     settings = dict(scheme="projected", stage1_epochs=1, seed=3, adversarial_weight=0.5, **TINY)
     whole = load_checkpoint(training_loop(tiny_data, tmp_path / "a", stage2_epochs=2, **settings))
     assert {"critic", "critic_optimizer"} <= set(whole) and whole["config"]["adversarial_weight"] == 0.5
+    assert whole["config"]["critic_wrong_captions"] is True
     log = [json.loads(line) for line in (tmp_path / "a" / "stats.jsonl").read_text().splitlines()]
     assert all("d_loss" not in e for e in log if e["stage"] == "stage1")
-    assert all(math.isfinite(e["d_loss"]) and "adversarial" in e for e in log if e["stage"] == "stage2-projected")
+    assert all(math.isfinite(e["d_loss"]) and "adversarial" in e and "d_wrong" in e for e in log if e["stage"] == "stage2-projected")
     partial = training_loop(tiny_data, tmp_path / "b", stage2_epochs=1, **settings)
     resumed = load_checkpoint(training_loop(tiny_data, tmp_path / "b", stage2_epochs=2, resume=partial, **settings))
     assert [v for *_, v in resumed["history"]] == pytest.approx([v for *_, v in whole["history"]], rel=1e-3)
@@ -208,11 +209,14 @@ def test_the_critic_learns_to_tell_real_taps_from_drawn_ones():
         real, drawn = teacher(real_images), teacher(drawn_images)
     critic = ProjectedDiscriminator(teacher.taps, 4)
     opt = torch.optim.Adam(critic.parameters(), 1e-3, betas=(0.0, 0.99))
+    wrong_text = text.roll(1, 0)
     losses = []
-    for _ in range(30):
+    for _ in range(60):
         opt.zero_grad()
-        terms = hinge_critic_loss(critic(real, text), critic(drawn, text))
+        terms = hinge_critic_loss(critic(real, text), critic(drawn, text), critic(real, wrong_text))
         terms["d_loss"].backward()
         opt.step()
         losses.append(terms["d_loss"].item())
     assert losses[0] > 1.5 and losses[-1] < 0.5 * losses[0]  # from chance (2) towards separating them
+    with torch.no_grad():  # matching-aware: a real image with another image's caption is refused
+        assert critic(real, text).mean() > critic(real, wrong_text).mean() + 0.5

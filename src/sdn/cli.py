@@ -77,6 +77,9 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
                    help="--scheme projected only: weight of the critic's verdict on the teacher's features in Stage II")
     g.add_argument("--critic-lr", type=float, default=c.critic_lr,
                    help="--scheme projected only: the critic's Adam learning rate")
+    g.add_argument("--no-critic-wrong-captions", dest="critic_wrong_captions", action="store_false",
+                   help="--scheme projected only: the critic does not learn to refuse real images with other images' "
+                        "captions (GAN-CLS's matching-aware loss; without it G drew one picture for every caption)")
     g.add_argument("--diverse-mean-weight", type=float, default=c.diverse_mean_weight,
                    help="diverse synthesis: CRN's share of the mean over the n outputs (0: the paper's pure minimum, eqs. 4-5)")
     g.add_argument("--precision", default=c.precision, choices=r.precisions)

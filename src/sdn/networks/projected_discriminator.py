@@ -72,8 +72,16 @@ class ProjectedDiscriminator(nn.Module):
         return torch.stack(logits, 1).float().sum(1)
 
 
-def hinge_critic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The critic's hinge loss (as Projected GAN and BigGAN): real pushed above 1, drawings below -1."""
+def hinge_critic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, wrong_logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The critic's hinge loss (as Projected GAN and BigGAN): real pushed above 1, drawings below -1.
+    With `wrong_logits` (real images paired with other images' captions), GAN-CLS's matching-aware
+    form: those count as fakes too, half and half with the drawings, so that a drawing which looks real
+    but ignores its caption is refused (without them the critic's projection term alone let the
+    generator draw one photo-like picture for every caption: docs/flowers-gpu.md)."""
     terms = {"d_real": F.relu(1 - real_logits.float()).mean(), "d_fake": F.relu(1 + fake_logits.float()).mean()}
-    terms["d_loss"] = terms["d_real"] + terms["d_fake"]
+    if wrong_logits is None:
+        terms["d_loss"] = terms["d_real"] + terms["d_fake"]
+    else:
+        terms["d_wrong"] = F.relu(1 + wrong_logits.float()).mean()
+        terms["d_loss"] = terms["d_real"] + 0.5 * (terms["d_fake"] + terms["d_wrong"])
     return terms

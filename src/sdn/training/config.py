@@ -54,6 +54,8 @@ class TrainingConfig:
     adversarial_weight: float = 0.1  # the "projected" scheme only: weight of the critic's verdict in Stage II
     # (hinge generator loss; sdn.training.losses.ProjectedStage2Loss)
     critic_lr: float = 2e-4  # the "projected" scheme only: the critic's Adam learning rate (betas 0, 0.99, as Projected GAN)
+    critic_wrong_captions: bool = True  # the "projected" scheme only: the critic also refuses real images paired with
+    # other images' captions (GAN-CLS's matching-aware loss); without it, G drew one picture for every caption
     precision: str = "bf16"  # "bf16" autocast (AMX on CPU, tensor cores on CUDA) or "fp32"
     channels_last: bool = True  # NHWC memory format for the convolutions
     adam: str = "auto"  # Adam implementation: "fused" (one kernel over all parameters), "foreach",

@@ -67,6 +67,7 @@ def training_loop(
     caption_noise: float = PAPER.caption_noise,
     adversarial_weight: float = PAPER.adversarial_weight,
     critic_lr: float = PAPER.critic_lr,
+    critic_wrong_captions: bool = PAPER.critic_wrong_captions,
     precision: str = PAPER.precision,
     channels_last: bool = PAPER.channels_last,
     adam: str = PAPER.adam,

@@ -235,15 +235,16 @@ class ProjectedStage2Loss(Stage2Loss):
     """Stage II (eq. 3) plus a critic's verdict (the "projected" scheme, beyond the paper): the
     generator is also pushed towards drawings whose teacher features the critic
     (sdn.networks.projected_discriminator) takes for a real photo of the caption, with the hinge
-    generator loss -critic(drawing), weighted `adversarial_weight`. The passes it made are kept as
+    generator loss -critic(drawing), weighted `adversarial_weight`; `wrong_captions`: the critic also
+    refuses real images paired with other images' captions (hinge_critic_loss). The passes it made are kept as
     `last_passes` (detached) for the critic's own update (sdn.training.step.critic_step), which reuses
     the teacher's taps of the real and drawn images instead of running the teacher again."""
 
     term_names = ("taps", "pixel", "adversarial")
 
-    def __init__(self, *args, critic=None, adversarial_weight: float = 0.1, **kwargs):
+    def __init__(self, *args, critic=None, adversarial_weight: float = 0.1, wrong_captions: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
-        self.critic, self.adversarial_weight = critic, adversarial_weight
+        self.critic, self.adversarial_weight, self.wrong_captions = critic, adversarial_weight, wrong_captions
         self.last_passes = None
 
     def __call__(self, generator, teacher, real, text, precision="fp32"):

@@ -45,7 +45,7 @@ def scheme_losses(a, tap_weights, tap_scales, critic=None) -> dict:
         pixel = a.stage2_pixel_weight if a.stage2_pixel_weight is not None and name == second != first else a.pixel_weight
         extra = {"inputs": a.stage1_inputs} if name == "stage1" else {}
         if name == "stage2-projected":
-            extra = {"critic": critic, "adversarial_weight": a.adversarial_weight}
+            extra = {"critic": critic, "adversarial_weight": a.adversarial_weight, "wrong_captions": a.critic_wrong_captions}
         losses[name] = LOSSES[name](tap_weights, pixel, a.diverse_mean_weight, tap_scales, a.loss_reduction, fused_l1=a.fused_l1,
                                      distance=a.tap_distance, pixel_distance=a.pixel_distance, **extra)
     return losses

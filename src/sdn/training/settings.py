@@ -78,7 +78,7 @@ def training_config(a: SimpleNamespace, resolution: int) -> dict:
         stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs, batch_size=a.batch_size, lr=a.lr,
         tap_weights=a.tap_weights, loss_reduction=a.loss_reduction, tap_distance=a.tap_distance, pixel_distance=a.pixel_distance, pixel_weight=a.pixel_weight,
         diverse_mean_weight=a.diverse_mean_weight, ema_decay=a.ema_decay, lr_decay=a.lr_decay, caption_noise=a.caption_noise,
-        adversarial_weight=a.adversarial_weight, critic_lr=a.critic_lr, stage2_pixel_weight=a.stage2_pixel_weight, tap_profile=a.tap_profile,
+        adversarial_weight=a.adversarial_weight, critic_lr=a.critic_lr, critic_wrong_captions=a.critic_wrong_captions, stage2_pixel_weight=a.stage2_pixel_weight, tap_profile=a.tap_profile,
         teacher_input_size=a.teacher_input_size, stage1_inputs=a.stage1_inputs, precision=a.precision, channels_last=a.channels_last, seed=a.seed,
         adam=a.adam, compile=a.compile, grad_checkpointing=a.grad_checkpointing,
         teacher_fusion=a.teacher_fusion, fused_l1=a.fused_l1, matmul_convs=a.matmul_convs, retain_freed_memory=a.retain_freed_memory,

@@ -53,17 +53,21 @@ def critic_step(loss_fn, critic_optimizer, dev, precision: str, share: float = 1
     from sdn.networks.projected_discriminator import hinge_critic_loss
 
     critic, passes = loss_fn.critic, loss_fn.last_passes
+    names = ("d_loss", "d_real", "d_fake") + (("d_wrong",) if loss_fn.wrong_captions else ())
     critic_optimizer.zero_grad(set_to_none=True)
-    values = torch.zeros(3)
+    values = torch.zeros(len(names))
     if passes is not None:
         real_feats, fake_feats, text, fake_text = passes
         with autocast(dev, precision):
-            terms = hinge_critic_loss(critic(real_feats, text), critic(fake_feats, fake_text))
+            # another image's caption (the batch is shuffled, so mostly another class's)
+            wrong = critic(real_feats, text.roll(1, 0)) if loss_fn.wrong_captions and len(text) > 1 else None
+            terms = hinge_critic_loss(critic(real_feats, text), critic(fake_feats, fake_text), wrong)
+        terms.setdefault("d_wrong", terms["d_fake"].new_zeros(()))
         (terms["d_loss"] * share).backward()
-        values = torch.stack([terms[k].detach().float() for k in ("d_loss", "d_real", "d_fake")]).cpu() * share
+        values = torch.stack([terms[k].detach().float() for k in names]).cpu() * share
     loss_fn.last_passes = None
     values = distributed.sum_gradients(critic.parameters(), values)
-    result = dict(zip(("d_loss", "d_real", "d_fake"), values.tolist()))
+    result = dict(zip(names, values.tolist()))
     if math.isfinite(result["d_loss"]):
         critic_optimizer.step()
     return result
