@@ -19,15 +19,19 @@ def check_adam(adam: str) -> None:
 LR_DECAYS = ("none", "cosine")
 
 
+def check_lr_decay(decay: str) -> None:
+    if decay not in LR_DECAYS:
+        raise UserError(f"--lr-decay must be one of {', '.join(LR_DECAYS)}, not {decay!r}")
+
+
 def scheduled_lr(lr: float, decay: str, step: int, total_steps: int) -> float:
     """The learning rate of the step after `step` steps: constant ("none"), or a half cosine from lr
     down to 0 over total_steps ("cosine"). A function of the step alone, so a resumed run continues
     the same schedule."""
+    check_lr_decay(decay)
     if decay == "none":
         return lr
-    if decay == "cosine":
-        return lr * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
-    raise UserError(f"--lr-decay must be one of {', '.join(LR_DECAYS)}, not {decay!r}")
+    return lr * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
 
 
 def make_adam(params, lr: float, adam: str = "auto") -> torch.optim.Adam:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from sdn.training import distributed
 from sdn.errors import UserError
 from sdn.training.losses import DISTANCES, REDUCTIONS, STAGE1_INPUTS, TAP_WEIGHTS
-from sdn.training.optim import check_adam, scheduled_lr
+from sdn.training.optim import check_adam, check_lr_decay
 from sdn.training.schemes import SCHEMES
 from sdn.networks.teacher_views import tap_weight_profile
 from sdn.networks.teachers import default_pair_preactivation, teacher_taps
@@ -31,7 +31,7 @@ def check_training_arguments(a: SimpleNamespace) -> None:
         raise UserError(f"--adversarial-weight must be 0 or more and --critic-lr above 0, not {a.adversarial_weight} and {a.critic_lr}")
     if a.caption_noise < 0:
         raise UserError(f"--caption-noise must be 0 or more, not {a.caption_noise}")
-    scheduled_lr(a.lr, a.lr_decay, 0, 1)  # an unknown schedule fails here
+    check_lr_decay(a.lr_decay)
     if a.diverse_mean_weight < 0:
         raise UserError(f"--diverse-mean-weight must be 0 or more, not {a.diverse_mean_weight}")
     if a.pair_preactivation is None:
