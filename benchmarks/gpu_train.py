@@ -47,14 +47,17 @@ DRY = ["--stage1-epochs", "1", "--stage2-epochs", "1", "--batch-size", "8", "--c
 
 
 def train_all(cache: Path, work: Path, names: list[str], minutes: float, device: str, dry: bool) -> dict:
-    procs, started = {}, time.time()
+    procs, logs, started = {}, [], time.time()
     for name in names:
         run = work / "runs" / name
         run.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "sdn", "train", "--data", str(cache), "--out", str(run), "--max-minutes", str(minutes),
                "--device", device, "--resume", "auto", *COMMON, *RUNS[name], *(DRY if dry else [])]
-        procs[name] = subprocess.Popen(cmd, stdout=open(run / "train.log", "w"), stderr=subprocess.STDOUT)
+        logs.append(open(run / "train.log", "w"))  # noqa: SIM115 (closed once the runs end)
+        procs[name] = subprocess.Popen(cmd, stdout=logs[-1], stderr=subprocess.STDOUT)
     codes = {name: p.wait() for name, p in procs.items()}
+    for log in logs:
+        log.close()
     print(f"[{time.time() - started:.0f} s] trained: exit codes {codes}", flush=True)
     return {"exit_codes": codes, "started": started}
 
@@ -90,7 +93,11 @@ def send_generator(work: Path, out: Path, name: str) -> None:
     do not fit the 64 MiB that comes back) and in 15 MB parts: the device sends back no bigger file."""
     import torch
 
-    from sdn.training.checkpoint import export_generator, generator_from_checkpoint, load_checkpoint
+    from sdn.training.checkpoint import (
+        export_generator,
+        generator_from_checkpoint,
+        load_checkpoint,
+    )
 
     path = work / "runs" / name / "generator.safetensors"
     if not path.is_file():

@@ -15,7 +15,7 @@ logit of an image is the sum over heads of their mean over positions."""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
