@@ -163,7 +163,9 @@ def _build_critic(a, teacher_net, state, embeddings, ckpt, dev, world):
     from sdn.networks.projected_discriminator import ProjectedDiscriminator
 
     critic = ProjectedDiscriminator(teacher_net.taps, embeddings.shape[-1], state.tap_scales).to(dev)
-    optimizer = torch.optim.Adam(critic.parameters(), lr=a.critic_lr, betas=(0.0, 0.99))
+    optimizer = make_adam(critic.parameters(), a.critic_lr, a.adam)  # the implementation --adam names
+    for group in optimizer.param_groups:
+        group["betas"] = (0.0, 0.99)  # as Projected GAN
     if ckpt is not None:
         critic.load_state_dict(ckpt["critic"])
         optimizer.load_state_dict(ckpt["critic_optimizer"])
