@@ -67,7 +67,8 @@ def main() -> None:
                    out / "samples.png", title=f"{a.name}: unseen pairs")
     epochs = ckpt["step"] * settings["batch_size"] / len(data.subset("train"))
     row = {"name": a.name, "changes": changes, "seed": a.seed, "background": a.background, "train_seconds": round(seconds), "steps": ckpt["step"],
-           "epochs": round(epochs, 1), **{f"{part}/{m}": results[part][m] for part in results for m in ("colour", "shape", "position")}}
+           "epochs": round(epochs, 1), **{f"{part}/{m}": results[part][m] for part in results for m in ("colour", "shape", "position")},
+           "held_out_phrasings/shape_when_named_by_synonym": results["held_out_phrasings"]["shape_when_named_by_synonym"]}
     append_result(a.results, row)
 
 

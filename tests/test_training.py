@@ -181,6 +181,56 @@ def test_caption_noise_changes_training_and_is_part_of_the_run_settings(tmp_path
         training_loop(tiny_data, tmp_path / "bad", caption_noise=-1.0, **TINY)
 
 
+def test_caption_blend_mixes_two_captions_of_the_same_image_at_a_sentence_vectors_length():
+    from sdn.data.batches import caption_blend, epoch_blend
+
+    vectors = torch.nn.functional.normalize(torch.randn(4, 3, 8), dim=2)
+    offset, weight = epoch_blend(seed=0, epoch=0, n_images=4, captions_per_image=3)
+    assert ((offset >= 1) & (offset <= 2)).all() and ((weight >= 0) & (weight <= 1)).all()  # never a caption with itself
+    pick = torch.tensor([0, 1, 2, 0])
+    blend = caption_blend(vectors, pick, offset, weight)
+    assert torch.allclose(blend.norm(dim=1), torch.ones(4), atol=1e-5)  # unit sentences in, unit length out
+    rows = torch.arange(4)
+    second = vectors[rows, (pick + offset) % 3]
+    direction = weight[:, None] * vectors[rows, pick] + (1 - weight[:, None]) * second
+    assert torch.allclose(torch.nn.functional.normalize(direction, dim=1), blend, atol=1e-5)
+    ends = caption_blend(vectors, pick, offset, torch.ones(4))  # weight 1: the drawn caption itself
+    assert torch.allclose(ends, vectors[rows, pick], atol=1e-6)
+    assert torch.equal(epoch_blend(0, 0, 4, 3)[0], offset) and not torch.equal(epoch_blend(0, 1, 50, 3)[1], epoch_blend(0, 2, 50, 3)[1])
+
+
+def test_caption_mix_changes_training_and_is_part_of_the_run_settings(tmp_path, tiny_data):
+    plain = load_checkpoint(training_loop(tiny_data, tmp_path / "plain", stage1_epochs=1, stage2_epochs=0, **TINY))
+    mixed_path = training_loop(tiny_data, tmp_path / "mixed", stage1_epochs=1, stage2_epochs=0, caption_mix=True, **TINY)
+    mixed = load_checkpoint(mixed_path)
+    assert mixed["config"]["caption_mix"] is True and plain["config"]["caption_mix"] is False
+    assert [v for *_, v in mixed["history"]] != [v for *_, v in plain["history"]]
+    with pytest.raises(UserError, match="caption_mix: True saved, False now"):  # a resume cannot drop it silently
+        training_loop(tiny_data, tmp_path / "mixed", stage1_epochs=2, stage2_epochs=0, resume=mixed_path, **TINY)
+
+
+def test_global_text_scaling_divides_every_dimension_by_one_spread(tmp_path, tiny_data):
+    from sdn.networks.caption_input import StandardisedCaptions
+
+    net = StandardisedCaptions()
+    net.register_caption_statistics(3)
+    vectors = torch.tensor([[0.0, 0.0, 5.0], [2.0, 0.02, 5.0], [4.0, 0.04, 5.0]])
+    net.set_text_statistics(vectors)  # per dimension: the barely moving second dimension is blown up 100x
+    assert net.standardise_text(vectors[2:])[0, :2].tolist() == pytest.approx([1.0, 1.0])
+    net.set_text_statistics(vectors, "global")
+    spread = math.sqrt((4 + 0.0004 + 0) / 3)
+    assert net.text_std.tolist() == pytest.approx([spread] * 3)
+    assert net.standardise_text(vectors[2:])[0, :2].tolist() == pytest.approx([2 / spread, 0.02 / spread])
+    with pytest.raises(ValueError, match="text scaling must be one of"):
+        net.set_text_statistics(vectors, "pca")
+    ckpt = load_checkpoint(training_loop(tiny_data, tmp_path / "global", stage1_epochs=1, stage2_epochs=0, text_scaling="global", **TINY))
+    assert ckpt["config"]["text_scaling"] == "global"
+    std = ckpt["generator"]["text_std"]
+    assert torch.allclose(std, std[0].expand_as(std))
+    with pytest.raises(UserError, match="--text-scaling must be one of dimension, global"):
+        training_loop(tiny_data, tmp_path / "bad", text_scaling="pca", **TINY)
+
+
 def test_projected_scheme_trains_a_critic_that_is_saved_and_resumed_exactly(tmp_path, tiny_data):
     """The critic learns (its hinge loss falls on a fixed batch once it has trained), its weights and
     optimiser are in every checkpoint, and a resumed run repeats an uninterrupted one."""

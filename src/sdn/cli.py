@@ -73,6 +73,12 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
     g.add_argument("--caption-noise", type=float, default=c.caption_noise, metavar="SD",
                    help="training only: Gaussian noise of SD standard deviations added to each caption vector "
                         "(StackGAN's conditioning augmentation, fixed variance; 0: none, the paper)")
+    g.add_argument("--text-scaling", choices=r.text_scalings, default=c.text_scaling,
+                   help="how G standardises a caption vector: dimension (each by its own spread over the training "
+                        "captions, the default) or global (one spread for all)")
+    g.add_argument("--caption-mix", action=argparse.BooleanOptionalAction, default=c.caption_mix,
+                   help="training only: each step reads a random blend of two of the image's own captions "
+                        "(off: one caption per step, the paper)")
     g.add_argument("--adversarial-weight", type=float, default=c.adversarial_weight, metavar="W",
                    help="--scheme projected only: weight of the critic's verdict on the teacher's features in Stage II")
     g.add_argument("--critic-lr", type=float, default=c.critic_lr,

@@ -29,6 +29,7 @@ def registries():
     from sdn.baselines import METHODS
     from sdn.data.demo_data import BACKGROUNDS
     from sdn.data.readers import READERS
+    from sdn.networks.caption_input import TEXT_SCALINGS
     from sdn.networks.classifiers import CLASSIFIERS
     from sdn.networks.teachers import POOLINGS, TEACHER_INITS, TEACHERS
     from sdn.networks.text import TEXT_ENCODERS
@@ -41,7 +42,7 @@ def registries():
         methods=["sdn", *METHODS], classifiers=CLASSIFIERS, reductions=REDUCTIONS, tap_weights=TAP_WEIGHTS, adam=ADAM_CHOICES,
         schemes=SCHEMES, datasets=list(READERS), teachers=TEACHERS, teacher_inits=TEACHER_INITS, poolings=POOLINGS,
         text_encoders=TEXT_ENCODERS, precisions=PRECISIONS, stage1_inputs=STAGE1_INPUTS, distances=DISTANCES,
-        backgrounds=BACKGROUNDS, lr_decays=LR_DECAYS,
+        backgrounds=BACKGROUNDS, lr_decays=LR_DECAYS, text_scalings=TEXT_SCALINGS,
     )
 
 

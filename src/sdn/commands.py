@@ -17,7 +17,7 @@ def _training_kwargs(a) -> dict:
         batch_size=a.batch_size, lr=a.lr, fc_dim=a.fc_dim,
         pair_preactivation={"auto": None, "pre-relu": True, "post-relu": False}[a.pairing],
         tap_weights=a.tap_weights, loss_reduction=a.loss_reduction, tap_distance=a.tap_distance, pixel_distance=a.pixel_distance, pixel_weight=a.pixel_weight,
-        diverse_mean_weight=a.diverse_mean_weight, ema_decay=a.ema_decay, lr_decay=a.lr_decay, caption_noise=a.caption_noise,
+        diverse_mean_weight=a.diverse_mean_weight, ema_decay=a.ema_decay, lr_decay=a.lr_decay, caption_noise=a.caption_noise, caption_mix=a.caption_mix, text_scaling=a.text_scaling,
         adversarial_weight=a.adversarial_weight, critic_lr=a.critic_lr,
         critic_wrong_captions=a.critic_wrong_captions, stage2_pixel_weight=a.stage2_pixel_weight, tap_profile=a.tap_profile,
         teacher_input_size=a.teacher_input_size, stage1_inputs=a.stage1_inputs,

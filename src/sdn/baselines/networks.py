@@ -22,6 +22,7 @@ from torch import nn
 
 from sdn.baselines.noise import BaselineGenerator
 from sdn.errors import UserError
+from sdn.networks.caption_input import StandardisedCaptions
 
 
 def down_stages(resolution: int) -> int:
@@ -125,15 +126,14 @@ class StackGanStage1Generator(BaselineGenerator):
         return self.rest(x), kl_divergence(mu.float(), log_sigma.float())
 
 
-class MatchingDiscriminator(nn.Module):
+class MatchingDiscriminator(StandardisedCaptions):
     """(images in [-1, 1], raw caption embeddings) -> one logit per pair: real *and* matching."""
 
     def __init__(self, resolution: int, text_dim: int, df_dim: int = 64, text_proj_dim: int = 128, text_batch_norm: bool = True,
                  residual: bool = False):
         super().__init__()
         stages = down_stages(resolution)
-        self.register_buffer("text_mean", torch.zeros(text_dim))
-        self.register_buffer("text_std", torch.ones(text_dim))
+        self.register_caption_statistics(text_dim)
         layers, ch = [nn.Conv2d(3, df_dim, 4, 2, 1, bias=False), leaky()], df_dim
         for _ in range(stages - 1):
             layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2), leaky()]
@@ -145,13 +145,8 @@ class MatchingDiscriminator(nn.Module):
         self.joint = nn.Sequential(nn.Conv2d(ch + text_proj_dim, ch, 1, bias=False), nn.BatchNorm2d(ch), leaky(), nn.Conv2d(ch, 1, 4, bias=False))
         dcgan_init(self, linear_too=not text_batch_norm)
 
-    @torch.no_grad()
-    def set_text_statistics(self, embeddings: torch.Tensor) -> None:
-        self.text_mean.copy_(embeddings.mean(0))
-        self.text_std.copy_(embeddings.std(0).clamp_min(1e-6))
-
     def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         x = self.image(images)
-        t = self.project((text - self.text_mean) / self.text_std)
+        t = self.project(self.standardise_text(text))
         x = torch.cat([x, t[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
         return self.joint(x).flatten()

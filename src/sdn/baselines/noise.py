@@ -19,10 +19,12 @@ import contextlib
 import torch
 from torch import nn
 
+from sdn.networks.caption_input import StandardisedCaptions
+
 BANK_ROWS = 4096
 
 
-class BaselineGenerator(nn.Module):
+class BaselineGenerator(StandardisedCaptions):
     """SDN's generator interface for a conditional GAN generator: forward(text) -> (images
     (B, n_outputs, 3, H, W) in [0, 1], []), attributes `n_outputs` and `resolution`. Subclasses set
     `noise_dim` (every random number one drawing needs) and implement `draw(text, noise)`, which
@@ -34,16 +36,10 @@ class BaselineGenerator(nn.Module):
         self.fixed_noise = False
         # Caption embeddings are standardised with training-set statistics, as for SDN's generator:
         # MiniLM vectors are unit-norm with tiny components, unlike the char-CNN-RNN vectors the papers used.
-        self.register_buffer("text_mean", torch.zeros(text_dim))
-        self.register_buffer("text_std", torch.ones(text_dim))
+        self.register_caption_statistics(text_dim)
         g = torch.Generator().manual_seed(noise_seed)
         self.register_buffer("noise_bank", torch.randn(BANK_ROWS, n_outputs, noise_dim, generator=g), persistent=False)
         self.register_buffer("hash_weights", torch.randint(1, 1 << 20, (text_dim,), generator=g), persistent=False)
-
-    @torch.no_grad()
-    def set_text_statistics(self, embeddings: torch.Tensor) -> None:
-        self.text_mean.copy_(embeddings.mean(0))
-        self.text_std.copy_(embeddings.std(0).clamp_min(1e-6))
 
     @torch.no_grad()
     def refresh_batch_norm(self, text: torch.Tensor, seed: int, batch_size: int = 64, batches: int = 4) -> None:
@@ -74,7 +70,7 @@ class BaselineGenerator(nn.Module):
 
     def standardise(self, text: torch.Tensor) -> torch.Tensor:
         # In fp32 whatever the weights' type (a bf16 Sampler keeps these buffers fp32), as SDN's generator.
-        return ((text.float() - self.text_mean.float()) / self.text_std.float()).to(self.weight_dtype)
+        return self.standardise_text(text).to(self.weight_dtype)
 
     def sampling_noise(self, text: torch.Tensor) -> torch.Tensor:
         """(B, n_outputs, noise_dim): each caption's bank row (see the module docstring)."""

@@ -35,6 +35,28 @@ def epoch_order(seed: int, epoch: int, n_images: int, captions_per_image: int) -
     return order, caption_pick
 
 
+def epoch_blend(seed: int, epoch: int, n_images: int, captions_per_image: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For `caption_blend`: each image's offset from its drawn caption to a second one (never itself
+    when it has several) and the first caption's weight, uniform in [0, 1]; fixed by (seed, epoch) on a
+    stream of their own, so the images and captions `epoch_order` draws stay those of a run without blends."""
+    rng = torch.Generator().manual_seed(seed * 100003 + epoch + 7_000_000_019)
+    offset = torch.randint(1, captions_per_image, (n_images,), generator=rng) if captions_per_image > 1 else torch.zeros(n_images, dtype=torch.long)
+    return offset, torch.rand(n_images, generator=rng)
+
+
+def caption_blend(vectors: torch.Tensor, pick: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """vectors (B, captions, D): w * caption[pick] + (1 - w) * caption[pick + offset], rescaled to the
+    blend of the two vectors' lengths, because the mean of two unit sentence vectors is shorter than
+    any sentence's and G would otherwise train on inputs no caption gives it."""
+    rows = torch.arange(len(vectors))
+    first = vectors[rows, pick].float()
+    second = vectors[rows, (pick + offset) % vectors.shape[1]].float()
+    w = weight.float()[:, None]
+    blend = w * first + (1 - w) * second
+    length = w * first.norm(dim=1, keepdim=True) + (1 - w) * second.norm(dim=1, keepdim=True)
+    return (blend * length / blend.norm(dim=1, keepdim=True).clamp_min(1e-12)).to(vectors.dtype)
+
+
 def host_to_device(batch: torch.Tensor, dev: torch.device) -> torch.Tensor:
     """A freshly gathered CPU batch -> `dev`. On CUDA it is staged in pinned memory first (the
     caching host allocator reuses the buffers), so the copy is a real asynchronous DMA rather than a

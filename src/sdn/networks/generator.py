@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from sdn.networks.caption_input import StandardisedCaptions
 from sdn.networks.teachers import Tap, check_resolution
 
 
@@ -60,7 +61,7 @@ class GeneratorStep(nn.Module):
         return (F.relu(x) if self.relu else x), pre
 
 
-class Generator(nn.Module):
+class Generator(StandardisedCaptions):
     """G: caption embedding -> (images (B, n, 3, H, W), activations paired with the teacher's taps).
 
     taps: the teacher's taps, shallow to deep.
@@ -92,10 +93,7 @@ class Generator(nn.Module):
         self.grad_checkpointing = grad_checkpointing
         deepest = taps[-1]
         self.top_shape = (deepest.channels, resolution // deepest.stride, resolution // deepest.stride)
-        # Caption embeddings of similar sentences are close; standardising each dimension with the
-        # training set's statistics (set by `set_text_statistics`) helps G tell them apart.
-        self.register_buffer("text_mean", torch.zeros(text_dim))
-        self.register_buffer("text_std", torch.ones(text_dim))
+        self.register_caption_statistics(text_dim)  # set from the training captions by `set_text_statistics`
         self.fc = nn.Sequential(
             nn.Linear(text_dim, fc_dim), nn.ReLU(),  # g-fc8
             nn.Linear(fc_dim, fc_dim), nn.ReLU(),  # g-fc7
@@ -131,19 +129,13 @@ class Generator(nn.Module):
         nn.init.kaiming_normal_(last.weight, nonlinearity="linear")
         nn.init.constant_(last.bias, 0.5)  # start from mid-grey, the middle of the [0, 1] image range
 
-    @torch.no_grad()
-    def set_text_statistics(self, embeddings: torch.Tensor) -> None:
-        self.text_mean.copy_(embeddings.mean(0))
-        self.text_std.copy_(embeddings.std(0).clamp_min(1e-6))
-
     def forward(self, text: torch.Tensor, tap_inputs: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """tap_inputs: None (drawing: each step reads the previous step's output), or the teacher's taps
         of the real images (shallow -> deep, in the units the loss compares them in): each step then
         reads the ReLU of the tap its predecessor is paired with ("teacher-forced" Stage I, so every
         layer learns its own step of inverting the teacher at once instead of waiting for the layers
         above it to carry the caption's content)."""
-        # Standardised in fp32 whatever the weights' type: bf16 would blur captions whose vectors are close.
-        x = ((text.float() - self.text_mean.float()) / self.text_std.float()).to(self.fc[0].weight.dtype)
+        x = self.standardise_text(text).to(self.fc[0].weight.dtype)
         pre = self.fc(x).view(-1, *self.top_shape)
         x = F.relu(pre)
         acts = [pre if self.pair_preactivation else x]  # paired with the deepest tap

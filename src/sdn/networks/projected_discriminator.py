@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
+from sdn.networks.caption_input import StandardisedCaptions
 from sdn.networks.teachers import Tap
 
 
@@ -48,7 +49,7 @@ class _Head(nn.Module):
         return (self.out(h) + projection).flatten(1).mean(1)
 
 
-class ProjectedDiscriminator(nn.Module):
+class ProjectedDiscriminator(StandardisedCaptions):
     """critic(taps, text) -> one logit per image; `taps` are all the teacher's taps (as the teacher
     returns them), `text` the caption vectors. `tap_scales` (one per teacher tap, None = 1) divide the
     taps first, so every head sees features of about unit size."""
@@ -59,15 +60,10 @@ class ProjectedDiscriminator(nn.Module):
         self.heads = nn.ModuleList(_Head(taps[i].channels, text_dim, width) for i in self.tap_indices)
         scales = torch.ones(len(taps)) if tap_scales is None else torch.as_tensor(tap_scales, dtype=torch.float32)
         self.register_buffer("inverse_scales", 1 / scales[self.tap_indices])
-        self.register_buffer("text_mean", torch.zeros(text_dim))
-        self.register_buffer("text_std", torch.ones(text_dim))
-
-    def set_text_statistics(self, embeddings: torch.Tensor) -> None:
-        self.text_mean.copy_(embeddings.mean(0))
-        self.text_std.copy_(embeddings.std(0).clamp_min(1e-6))
+        self.register_caption_statistics(text_dim)
 
     def forward(self, taps: Sequence[torch.Tensor], text: torch.Tensor) -> torch.Tensor:
-        text = (text.float() - self.text_mean) / self.text_std
+        text = self.standardise_text(text)
         logits = [head(taps[i] * s, text) for head, i, s in zip(self.heads, self.tap_indices, self.inverse_scales)]
         return torch.stack(logits, 1).float().sum(1)
 

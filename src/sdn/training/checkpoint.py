@@ -179,7 +179,7 @@ TRAINING_KEYS = ARCHITECTURE_KEYS + (
     "teacher_init", "teacher_pooling", "scheme", "pair_preactivation", "stage1_epochs", "stage2_epochs", "batch_size",
     "lr", "tap_weights", "loss_reduction", "pixel_weight", "diverse_mean_weight", "precision", "seed",
     "stage2_pixel_weight", "tap_profile", "teacher_input_size", "stage1_inputs", "tap_distance", "pixel_distance", "ema_decay",
-    "lr_decay", "caption_noise", "adversarial_weight", "critic_lr", "critic_wrong_captions",
+    "lr_decay", "caption_noise", "caption_mix", "text_scaling", "adversarial_weight", "critic_lr", "critic_wrong_captions",
 )
 # Training longer (or shorter) is what resuming is for: allowed, but recorded like any change.
 _LENGTH_KEYS = ("stage1_epochs", "stage2_epochs")
@@ -187,7 +187,7 @@ _LENGTH_KEYS = ("stage1_epochs", "stage2_epochs")
 _OLD_DEFAULTS = {"loss_reduction": "mean", "teacher_pooling": "avg", "teacher_init": "pretrained", "diverse_mean_weight": 0.001,
                  "method": "sdn", "stage2_pixel_weight": None, "tap_profile": "flat", "teacher_input_size": None,
                  "stage1_inputs": "generator", "tap_distance": "l1", "pixel_distance": "l1", "ema_decay": 0.0,
-                 "lr_decay": "none", "caption_noise": 0.0, "adversarial_weight": 0.1, "critic_lr": 2e-4,
+                 "lr_decay": "none", "caption_noise": 0.0, "caption_mix": False, "text_scaling": "dimension", "adversarial_weight": 0.1, "critic_lr": 2e-4,
                  "critic_wrong_captions": False}
 
 

@@ -51,6 +51,12 @@ class TrainingConfig:
     caption_noise: float = 0.0  # training only: Gaussian noise of this many standard deviations (per
     # dimension, over the training captions) added to each caption vector, StackGAN's conditioning
     # augmentation in its fixed-variance form (0: none, the paper)
+    text_scaling: str = "dimension"  # how G standardises a caption vector with the training captions' statistics:
+    # "dimension" (each dimension by its own spread) or "global" (one spread for all, so directions the
+    # training sentences never vary are not amplified for a caption worded otherwise; sdn.networks.caption_input)
+    caption_mix: bool = False  # training only: each step reads a random blend of two of the image's own captions
+    # (weights uniform in [0, 1], the blend rescaled to the two vectors' length), so G sees the space between
+    # phrasings of one meaning, not only the sentences (False: one caption, the paper; sdn.data.batches.caption_blend)
     adversarial_weight: float = 0.1  # the "projected" scheme only: weight of the critic's verdict in Stage II
     # (hinge generator loss; sdn.training.losses.ProjectedStage2Loss)
     critic_lr: float = 2e-4  # the "projected" scheme only: the critic's Adam learning rate (betas 0, 0.99, as Projected GAN)

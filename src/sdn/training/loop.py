@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sdn.training import distributed
-from sdn.data.batches import caption_embeddings, epoch_order, host_to_device
+from sdn.data.batches import caption_blend, caption_embeddings, epoch_blend, epoch_order, host_to_device
 from sdn.training.budget import WallClockBudget, stop_if_diverged
 from sdn.training.config import PAPER
 from sdn.training.checkpoint import EXPORT, LATEST, check_compatible, check_same_training, checkpoint_files, export_generator, save_numbered
@@ -65,6 +65,8 @@ def training_loop(
     ema_decay: float = PAPER.ema_decay,
     lr_decay: str = PAPER.lr_decay,
     caption_noise: float = PAPER.caption_noise,
+    caption_mix: bool = PAPER.caption_mix,
+    text_scaling: str = PAPER.text_scaling,
     adversarial_weight: float = PAPER.adversarial_weight,
     critic_lr: float = PAPER.critic_lr,
     critic_wrong_captions: bool = PAPER.critic_wrong_captions,
@@ -170,7 +172,7 @@ def _build_critic(a, teacher_net, state, embeddings, ckpt, dev, world):
         critic.load_state_dict(ckpt["critic"])
         optimizer.load_state_dict(ckpt["critic_optimizer"])
     else:
-        critic.set_text_statistics(embeddings.flatten(0, 1).to(dev))
+        critic.set_text_statistics(embeddings.flatten(0, 1).to(dev), a.text_scaling)
     distributed.broadcast_parameters(critic, world)
     return critic, optimizer
 
@@ -197,7 +199,7 @@ def _start(a, ckpt, generator, optimizer, teacher_net, train, embeddings, dev, w
         set_rng_states(ckpt.get("rng"), world)
         return _State(ckpt["step"], ckpt.get("history", []), ckpt.get("skipped_steps", 0), start_epoch, start_image,
                       ckpt["tap_weights"], ckpt["tap_scales"])
-    generator.set_text_statistics(embeddings.flatten(0, 1).to(dev))
+    generator.set_text_statistics(embeddings.flatten(0, 1).to(dev), a.text_scaling)
     if a.tap_weights == "inverse-mean":
         # Sample a fixed subset: the scales are typical sizes, not exact statistics.
         sample = train.images[torch.randperm(len(train), generator=torch.Generator().manual_seed(a.seed))[:512]]
@@ -239,11 +241,16 @@ def _train_epochs(a, config, state: _State, generator, average, teacher_net, opt
     for epoch in range(state.start_epoch, total_epochs):
         stage = SCHEMES[a.scheme][0] if epoch < a.stage1_epochs else SCHEMES[a.scheme][1]
         order, caption_pick = epoch_order(a.seed, epoch, len(train), embeddings.shape[1])
+        if a.caption_mix:
+            mix_pick, mix_weight = epoch_blend(a.seed, epoch, len(train), embeddings.shape[1])
         for i in range(state.start_image if epoch == state.start_epoch else 0, len(train), a.batch_size):
             batch = order[i : i + a.batch_size]
             idx = distributed.shard(batch, a.batch_size, world)
             real = (host_to_device(train.images[idx], dev).float() / 255).contiguous(memory_format=memory_format)
-            text = host_to_device(embeddings[idx, caption_pick[idx]], dev)
+            if a.caption_mix:
+                text = host_to_device(caption_blend(embeddings[idx], caption_pick[idx], mix_pick[idx], mix_weight[idx]), dev)
+            else:
+                text = host_to_device(embeddings[idx, caption_pick[idx]], dev)
             if a.caption_noise:
                 # nearby sentences must draw nearby images: what a caption naming an unseen
                 # combination of seen words needs from G's fully connected layers

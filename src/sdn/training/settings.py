@@ -9,6 +9,7 @@ from sdn.errors import UserError
 from sdn.training.losses import DISTANCES, REDUCTIONS, STAGE1_INPUTS, TAP_WEIGHTS
 from sdn.training.optim import check_adam, check_lr_decay
 from sdn.training.schemes import SCHEMES
+from sdn.networks.caption_input import TEXT_SCALINGS
 from sdn.networks.teacher_views import tap_weight_profile
 from sdn.networks.teachers import default_pair_preactivation, teacher_taps
 from sdn.utils import check_precision
@@ -29,6 +30,8 @@ def check_training_arguments(a: SimpleNamespace) -> None:
         raise UserError(f"--ema-decay must be at least 0 and below 1, not {a.ema_decay}")
     if a.adversarial_weight < 0 or a.critic_lr <= 0:
         raise UserError(f"--adversarial-weight must be 0 or more and --critic-lr above 0, not {a.adversarial_weight} and {a.critic_lr}")
+    if a.text_scaling not in TEXT_SCALINGS:
+        raise UserError(f"--text-scaling must be one of {', '.join(TEXT_SCALINGS)}, not {a.text_scaling!r}")
     if a.caption_noise < 0:
         raise UserError(f"--caption-noise must be 0 or more, not {a.caption_noise}")
     check_lr_decay(a.lr_decay)
@@ -77,7 +80,7 @@ def training_config(a: SimpleNamespace, resolution: int) -> dict:
         pair_preactivation=a.pair_preactivation,
         stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs, batch_size=a.batch_size, lr=a.lr,
         tap_weights=a.tap_weights, loss_reduction=a.loss_reduction, tap_distance=a.tap_distance, pixel_distance=a.pixel_distance, pixel_weight=a.pixel_weight,
-        diverse_mean_weight=a.diverse_mean_weight, ema_decay=a.ema_decay, lr_decay=a.lr_decay, caption_noise=a.caption_noise,
+        diverse_mean_weight=a.diverse_mean_weight, ema_decay=a.ema_decay, lr_decay=a.lr_decay, caption_noise=a.caption_noise, caption_mix=a.caption_mix, text_scaling=a.text_scaling,
         adversarial_weight=a.adversarial_weight, critic_lr=a.critic_lr, critic_wrong_captions=a.critic_wrong_captions, stage2_pixel_weight=a.stage2_pixel_weight, tap_profile=a.tap_profile,
         teacher_input_size=a.teacher_input_size, stage1_inputs=a.stage1_inputs, precision=a.precision, channels_last=a.channels_last, seed=a.seed,
         adam=a.adam, compile=a.compile, grad_checkpointing=a.grad_checkpointing,
