@@ -1,41 +1,67 @@
 """Is the demo's caption encoder the bottleneck? A linear probe (softmax regression on the
-standardised MiniLM vectors of the training captions, as the generator sees them) predicts each
-caption's shape, colour and position; printed: its accuracy on training and on unseen-pair captions.
+standardised MiniLM vectors of all five training captions of each image, as the generator sees them)
+predicts each caption's shape, colour and position; printed: its accuracy on training captions, on
+unseen-pair captions and on the held-out phrasings (and, for shape, on those naming it by a synonym).
 
     OMP_NUM_THREADS=1 python benchmarks/demo_caption_probe.py
+
+Two probes: "decayed" starts from zero with a small weight decay, so it ignores directions the
+training captions never move; "as trained" starts from random weights without decay, as the
+generator's first layer does, so what an unseen wording adds along those directions reaches it as noise.
+The gap between the two is what a generator could gain from projecting captions onto the training span.
 """
+
+import argparse
 
 import torch
 import torch.nn.functional as F
 
 from sdn.data.demo_data import make_demo_data
+from sdn.data.demo_phrasings import held_out_captions
 from sdn.networks.text import build_text_encoder, encode_unique
 
 
-def main(seed: int = 0, steps: int = 300) -> None:
-    data = make_demo_data(64, seed)
+def probe(x, y, sets, classes: int, decayed: bool, seed: int, steps: int = 300) -> list[float]:
+    torch.manual_seed(seed)
+    w = torch.zeros(x.shape[1], classes) if decayed else torch.randn(x.shape[1], classes) / x.shape[1] ** 0.5
+    w.requires_grad_()
+    b = torch.zeros(classes, requires_grad=True)
+    opt = torch.optim.Adam([w, b], 1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        (F.cross_entropy(x @ w + b, y) + (1e-3 if decayed else 0.0) * w.square().sum()).backward()
+        opt.step()
+    with torch.no_grad():
+        return [((xs @ w + b).argmax(1) == ys).float().mean().item() for xs, ys in sets]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    data = make_demo_data(64, a.seed, background="flat")
     encoder = build_text_encoder("all-minilm-l6-v2")
     train, test = data.subset("train"), data.subset("test")
-    x = encode_unique(encoder, [c[0] for c in train.captions]).float()
+    per_image = len(train.captions[0])
+    x = encode_unique(encoder, [c for cs in train.captions for c in cs]).float()
     x_test = encode_unique(encoder, [c[0] for c in test.captions]).float()
+    held_out, synonym = held_out_captions(test.attributes, a.seed)
+    x_held = encode_unique(encoder, held_out).float()
+    synonym = torch.tensor(synonym)
     mean, std = x.mean(0), x.std(0)
-    x, x_test = (x - mean) / std, (x_test - mean) / std
-    for attribute in ("shape", "colour", "position"):
-        names = sorted({a[attribute] for a in train.attributes})
-        y = torch.tensor([names.index(a[attribute]) for a in train.attributes])
-        y_test = torch.tensor([names.index(a[attribute]) for a in test.attributes])
-        torch.manual_seed(seed)
-        w = torch.zeros(x.shape[1], len(names), requires_grad=True)
-        b = torch.zeros(len(names), requires_grad=True)
-        opt = torch.optim.Adam([w, b], 1e-2)
-        for _ in range(steps):
-            opt.zero_grad()
-            (F.cross_entropy(x @ w + b, y) + 1e-3 * w.square().sum()).backward()
-            opt.step()
-        with torch.no_grad():
-            acc = ((x @ w + b).argmax(1) == y).float().mean().item()
-            acc_test = ((x_test @ w + b).argmax(1) == y_test).float().mean().item()
-        print(f"{attribute:<9} training captions {acc:.1%}   unseen-pair captions {acc_test:.1%}")
+    x, x_test, x_held = ((v - mean) / std for v in (x, x_test, x_held))
+    print(f"{len(x)} training captions, {len(x_test)} unseen-pair captions, {len(x_held)} held-out phrasings "
+          f"({int(synonym.sum())} naming the shape by a synonym)")
+    for decayed in (True, False):
+        print("decayed probe (zero start, weight decay)" if decayed else "as-trained probe (random start, no decay)")
+        for attribute in ("shape", "colour", "position"):
+            names = sorted({q[attribute] for q in train.attributes})
+            y = torch.tensor([names.index(q[attribute]) for q in train.attributes for _ in range(per_image)])
+            y_test = torch.tensor([names.index(q[attribute]) for q in test.attributes])
+            sets = [(x, y), (x_test, y_test), (x_held, y_test), (x_held[synonym], y_test[synonym])]
+            acc = probe(x, y, sets, len(names), decayed, a.seed)
+            extra = f"   held-out, synonym-named {acc[3]:.1%}" if attribute == "shape" else ""
+            print(f"  {attribute:<9} training {acc[0]:.1%}   unseen pairs {acc[1]:.1%}   held-out phrasings {acc[2]:.1%}{extra}")
 
 
 if __name__ == "__main__":

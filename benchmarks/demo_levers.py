@@ -8,6 +8,11 @@ pairs, training pairs and held-out phrasings (sdn.evaluation.demo_scores) and ap
 
 Two runs side by side with one thread each use a 2-core machine fully; a lever's figures are
 compared only with runs of the same budget (epochs), and --seconds only guards the wall time.
+
+--caption-span FRAC is a probe, not a training switch (it did not help, session 10): the generator
+reads its standardised caption projected onto the principal subspace that holds FRAC of the training
+captions' variance, in training and in scoring alike, so an unseen wording cannot move directions
+the first layer never saw move (where its weights are still their random start).
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from sdn.data.demo_data import BACKGROUNDS, make_demo_data
 from sdn.demo import _two_per_pair
 from sdn.evaluation.demo_scores import score_generator
 from sdn.evaluation.plots import captioned_grid
+from sdn.networks.generator import Generator
 from sdn.networks.shape_classifier import load_or_train
-from sdn.networks.text import build_text_encoder
+from sdn.networks.text import build_text_encoder, encode_unique
 from sdn.training.checkpoint import generator_from_checkpoint, load_checkpoint
 from sdn.training.config import preset_kwargs
 from sdn.training.loop import training_loop
@@ -37,6 +43,21 @@ def _value(text: str):
         return text
 
 
+def project_captions_onto_training_span(data, encoder, fraction: float) -> int:
+    """Patches every Generator of this process to project its standardised captions (see --caption-span);
+    the generator is built inside training_loop and again from the checkpoint, so the class is patched."""
+    import torch
+
+    x = encode_unique(encoder, [c for cs in data.subset("train").captions for c in cs]).float()
+    z = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)  # what Generator.standardise_text gives ("dimension")
+    _, s, v = torch.linalg.svd(z, full_matrices=False)
+    k = int(((s ** 2).cumsum(0) / (s ** 2).sum() < fraction).sum()) + 1
+    projection = v[:k].T @ v[:k]
+    standardise = Generator.standardise_text
+    Generator.standardise_text = lambda self, text: standardise(self, text) @ projection.to(text.device)
+    return k
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("name", help="the row's name (also its run folder)")
@@ -47,6 +68,7 @@ def main() -> None:
                    help="the demo data's backgrounds (`sdn demo` draws flat ones; the rows before session 6 used gradient)")
     p.add_argument("--runs", default="runs/demo-levers", help="folder of the run folders")
     p.add_argument("--results", default="benchmarks/results/demo-levers.jsonl")
+    p.add_argument("--caption-span", type=float, default=None, metavar="FRAC", help="probe: project G's captions onto the training span")
     a = p.parse_args()
     changes = {k: _value(v) for k, v in (s.split("=", 1) for s in a.set)}
     settings = {k: v for k, v in preset_kwargs("demo").items() if k not in ("seed", "checkpoint_every")}
@@ -55,6 +77,10 @@ def main() -> None:
     data = make_demo_data(64, a.seed, background=a.background)
     encoder = build_text_encoder(settings.pop("text_encoder"))
     classifier, _ = load_or_train()
+    if a.caption_span is not None:
+        changes["caption_span (probe)"] = a.caption_span
+        dims = project_captions_onto_training_span(data, encoder, a.caption_span)
+        print(f"captions projected onto {dims} principal directions of the training captions", flush=True)
     started = time.perf_counter()
     path = training_loop(data, out, seed=a.seed, progress=False, text_encoder_instance=encoder, overwrite=True,
                          max_seconds=a.seconds, checkpoint_every=None, **settings)
