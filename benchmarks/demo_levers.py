@@ -13,6 +13,9 @@ compared only with runs of the same budget (epochs), and --seconds only guards t
 reads its standardised caption projected onto the principal subspace that holds FRAC of the training
 captions' variance, in training and in scoring alike, so an unseen wording cannot move directions
 the first layer never saw move (where its weights are still their random start).
+--image-term-pool K [--image-term-pool-add] is another probe (session 10, it traded shape for colour):
+the image term compares K x K average-pooled images instead of (or, with --image-term-pool-add, besides)
+the full-resolution ones, so that it constrains colour and position but not edges.
 """
 
 from __future__ import annotations
@@ -58,6 +61,23 @@ def project_captions_onto_training_span(data, encoder, fraction: float) -> int:
     return k
 
 
+def pool_the_image_term(k: int, add: bool) -> None:
+    """Patches the image term of every loss of this process (see --image-term-pool)."""
+    import torch.nn.functional as F
+
+    from sdn.training import losses
+
+    full_resolution = losses._Weighted.image_loss
+
+    def image_loss(self, real, images):
+        b, n = images.shape[:2]
+        pooled = losses.image_loss(F.avg_pool2d(real.float(), k), F.avg_pool2d(images.float().flatten(0, 1), k).unflatten(0, (b, n)),
+                                   "mean", self.pixel_distance)
+        return full_resolution(self, real, images) + pooled if add else pooled
+
+    losses._Weighted.image_loss = image_loss
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("name", help="the row's name (also its run folder)")
@@ -69,6 +89,8 @@ def main() -> None:
     p.add_argument("--runs", default="runs/demo-levers", help="folder of the run folders")
     p.add_argument("--results", default="benchmarks/results/demo-levers.jsonl")
     p.add_argument("--caption-span", type=float, default=None, metavar="FRAC", help="probe: project G's captions onto the training span")
+    p.add_argument("--image-term-pool", type=int, default=None, metavar="K", help="probe: the image term on K x K-pooled images")
+    p.add_argument("--image-term-pool-add", action="store_true", help="probe: the pooled image term besides the full-resolution one")
     a = p.parse_args()
     changes = {k: _value(v) for k, v in (s.split("=", 1) for s in a.set)}
     settings = {k: v for k, v in preset_kwargs("demo").items() if k not in ("seed", "checkpoint_every")}
@@ -81,6 +103,9 @@ def main() -> None:
         changes["caption_span (probe)"] = a.caption_span
         dims = project_captions_onto_training_span(data, encoder, a.caption_span)
         print(f"captions projected onto {dims} principal directions of the training captions", flush=True)
+    if a.image_term_pool:
+        changes["image_term_pool (probe)"] = f"{'add' if a.image_term_pool_add else 'replace'} {a.image_term_pool}"
+        pool_the_image_term(a.image_term_pool, a.image_term_pool_add)
     started = time.perf_counter()
     path = training_loop(data, out, seed=a.seed, progress=False, text_encoder_instance=encoder, overwrite=True,
                          max_seconds=a.seconds, checkpoint_every=None, **settings)
