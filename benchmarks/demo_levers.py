@@ -16,6 +16,8 @@ the first layer never saw move (where its weights are still their random start).
 --image-term-pool K [--image-term-pool-add] is another probe (session 10, it traded shape for colour):
 the image term compares K x K average-pooled images instead of (or, with --image-term-pool-add, besides)
 the full-resolution ones, so that it constrains colour and position but not edges.
+--fc-dropout P, a third probe (session 10, it traded shape for colour): dropout of rate P after g-fc8
+and g-fc7, where VGG19 has it after fc6 and fc7 (off when drawing).
 """
 
 from __future__ import annotations
@@ -78,6 +80,20 @@ def pool_the_image_term(k: int, add: bool) -> None:
     losses._Weighted.image_loss = image_loss
 
 
+def drop_out_in_the_fc_layers(rate: float) -> None:
+    """Patches every Generator of this process (see --fc-dropout); the state dict's fc indices shift."""
+    from torch import nn
+
+    build = Generator.__init__
+
+    def __init__(self, *args, **kwargs):
+        build(self, *args, **kwargs)
+        fc8, relu8, fc7, relu7, fc6 = self.fc
+        self.fc = nn.Sequential(fc8, relu8, nn.Dropout(rate), fc7, relu7, nn.Dropout(rate), fc6)
+
+    Generator.__init__ = __init__
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("name", help="the row's name (also its run folder)")
@@ -91,6 +107,7 @@ def main() -> None:
     p.add_argument("--caption-span", type=float, default=None, metavar="FRAC", help="probe: project G's captions onto the training span")
     p.add_argument("--image-term-pool", type=int, default=None, metavar="K", help="probe: the image term on K x K-pooled images")
     p.add_argument("--image-term-pool-add", action="store_true", help="probe: the pooled image term besides the full-resolution one")
+    p.add_argument("--fc-dropout", type=float, default=None, metavar="P", help="probe: dropout after g-fc8 and g-fc7")
     a = p.parse_args()
     changes = {k: _value(v) for k, v in (s.split("=", 1) for s in a.set)}
     settings = {k: v for k, v in preset_kwargs("demo").items() if k not in ("seed", "checkpoint_every")}
@@ -106,6 +123,9 @@ def main() -> None:
     if a.image_term_pool:
         changes["image_term_pool (probe)"] = f"{'add' if a.image_term_pool_add else 'replace'} {a.image_term_pool}"
         pool_the_image_term(a.image_term_pool, a.image_term_pool_add)
+    if a.fc_dropout:
+        changes["fc_dropout (probe)"] = a.fc_dropout
+        drop_out_in_the_fc_layers(a.fc_dropout)
     started = time.perf_counter()
     path = training_loop(data, out, seed=a.seed, progress=False, text_encoder_instance=encoder, overwrite=True,
                          max_seconds=a.seconds, checkpoint_every=None, **settings)
