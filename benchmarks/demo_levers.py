@@ -27,15 +27,21 @@ import json
 import time
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+from torch import nn
+
 from measure import append_result
 
 from sdn.data.demo_data import BACKGROUNDS, make_demo_data
 from sdn.demo import _two_per_pair
 from sdn.evaluation.demo_scores import score_generator
 from sdn.evaluation.plots import captioned_grid
+from sdn.networks.caption_input import StandardisedCaptions
 from sdn.networks.generator import Generator
 from sdn.networks.shape_classifier import load_or_train
 from sdn.networks.text import build_text_encoder, encode_unique
+from sdn.training import losses
 from sdn.training.checkpoint import generator_from_checkpoint, load_checkpoint
 from sdn.training.config import preset_kwargs
 from sdn.training.loop import training_loop
@@ -51,11 +57,11 @@ def _value(text: str):
 def project_captions_onto_training_span(data, encoder, fraction: float) -> int:
     """Patches every Generator of this process to project its standardised captions (see --caption-span);
     the generator is built inside training_loop and again from the checkpoint, so the class is patched."""
-    import torch
-
     x = encode_unique(encoder, [c for cs in data.subset("train").captions for c in cs]).float()
-    z = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)  # what Generator.standardise_text gives ("dimension")
-    _, s, v = torch.linalg.svd(z, full_matrices=False)
+    reader = StandardisedCaptions()  # standardised as the generator will read them ("dimension")
+    reader.register_caption_statistics(x.shape[1])
+    reader.set_text_statistics(x)
+    _, s, v = torch.linalg.svd(reader.standardise_text(x), full_matrices=False)
     k = int(((s ** 2).cumsum(0) / (s ** 2).sum() < fraction).sum()) + 1
     projection = v[:k].T @ v[:k]
     standardise = Generator.standardise_text
@@ -65,10 +71,6 @@ def project_captions_onto_training_span(data, encoder, fraction: float) -> int:
 
 def pool_the_image_term(k: int, add: bool) -> None:
     """Patches the image term of every loss of this process (see --image-term-pool)."""
-    import torch.nn.functional as F
-
-    from sdn.training import losses
-
     full_resolution = losses._Weighted.image_loss
 
     def image_loss(self, real, images):
@@ -82,8 +84,6 @@ def pool_the_image_term(k: int, add: bool) -> None:
 
 def drop_out_in_the_fc_layers(rate: float) -> None:
     """Patches every Generator of this process (see --fc-dropout); the state dict's fc indices shift."""
-    from torch import nn
-
     build = Generator.__init__
 
     def __init__(self, *args, **kwargs):

@@ -242,15 +242,14 @@ def _train_epochs(a, config, state: _State, generator, average, teacher_net, opt
         stage = SCHEMES[a.scheme][0] if epoch < a.stage1_epochs else SCHEMES[a.scheme][1]
         order, caption_pick = epoch_order(a.seed, epoch, len(train), embeddings.shape[1])
         if a.caption_mix:
-            mix_pick, mix_weight = epoch_blend(a.seed, epoch, len(train), embeddings.shape[1])
+            mix_offset, mix_weight = epoch_blend(a.seed, epoch, len(train), embeddings.shape[1])
         for i in range(state.start_image if epoch == state.start_epoch else 0, len(train), a.batch_size):
             batch = order[i : i + a.batch_size]
             idx = distributed.shard(batch, a.batch_size, world)
             real = (host_to_device(train.images[idx], dev).float() / 255).contiguous(memory_format=memory_format)
-            if a.caption_mix:
-                text = host_to_device(caption_blend(embeddings[idx], caption_pick[idx], mix_pick[idx], mix_weight[idx]), dev)
-            else:
-                text = host_to_device(embeddings[idx, caption_pick[idx]], dev)
+            captions = (caption_blend(embeddings[idx], caption_pick[idx], mix_offset[idx], mix_weight[idx]) if a.caption_mix
+                        else embeddings[idx, caption_pick[idx]])
+            text = host_to_device(captions, dev)
             if a.caption_noise:
                 # nearby sentences must draw nearby images: what a caption naming an unseen
                 # combination of seen words needs from G's fully connected layers
