@@ -1,10 +1,28 @@
 import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
 from sdn.networks import text
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory, request):
+    """`module_tmp(name)`: a new folder for a module's shared fixtures, all removed once the module's
+    tests are done. With tmp_path_retention_policy (pyproject.toml) the suite's disk use stays near
+    one module's (a training test's checkpoints are tens of MB), so it fits a small CI disk."""
+    root = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+
+    def make(name: str) -> Path:
+        folder = root / name
+        folder.mkdir()
+        return folder
+
+    yield make
+    shutil.rmtree(root, ignore_errors=True)
+
 
 OXFORD = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "oxford102"
 

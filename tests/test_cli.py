@@ -14,8 +14,8 @@ TINY = ["--size", "32", "--fc-dim", "32", "--text-encoder", "test-hash", "--no-p
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
+def demo_run(module_tmp):
+    out = module_tmp("demo")
     from _pytest.monkeypatch import MonkeyPatch
 
     from conftest import HashEncoder
@@ -26,7 +26,7 @@ def demo_run(tmp_path_factory):
     mp = MonkeyPatch()
     mp.setitem(text.TEXT_ENCODERS, HashEncoder.name, HashEncoder)
     # The real shape classifier is tested in test_demo_metrics.py; here a one-epoch one in a private cache.
-    mp.setenv("SDN_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("SDN_CACHE_DIR", str(module_tmp("cache")))
     quick = shape_classifier.train_shape_classifier
     mp.setattr(shape_classifier, "train_shape_classifier", lambda: quick(epochs=1))
     try:

@@ -11,8 +11,8 @@ from sdn.networks.shape_classifier import CLASSES, NO_SHAPE, classify_shapes, em
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cache")
+def classifier(module_tmp):
+    folder = module_tmp("cache")
     net, record = load_or_train(folder)
     return net, record, folder
 

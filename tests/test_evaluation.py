@@ -27,12 +27,12 @@ def write_cache(data, out, encoder=None):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(module_tmp):
     """A 32 px cache (48 train, 24 test images of the demo data) and a model trained on it."""
     from sdn.networks import text
 
     text.TEXT_ENCODERS.setdefault(HashEncoder.name, HashEncoder)  # the autouse fixture is per test; this one is per module
-    root = tmp_path_factory.mktemp("eval")
+    root = module_tmp("eval")
     full = make_demo_data(32, 0)
     pick = [i for i, s in enumerate(full.split) if s == "train"][::20][:48] + [i for i, s in enumerate(full.split) if s == "test"][::12][:24]
     data = full.take(pick, captions_per_image=2)

@@ -37,10 +37,10 @@ def colour_fields(size: int = 32) -> CaptionedImages:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(module_tmp):
     from sdn.training.loop import training_loop
 
-    run = tmp_path_factory.mktemp("run")
+    run = module_tmp("run")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 12-image steps: one thread is faster, much faster on a busy machine
     try:
@@ -52,8 +52,8 @@ def tiny_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny_models_dir(tiny_run, tmp_path_factory):
-    models = tmp_path_factory.mktemp("models")
+def tiny_models_dir(tiny_run, module_tmp):
+    models = module_tmp("models")
     package_model(tiny_run, FIXTURE, models, description="flat colour fields, for the tests", data="48 generated colour fields")
     return models
 

@@ -17,8 +17,8 @@ from sdn.serve.rank_report import rank_report, rank_table
 
 
 @pytest.fixture(scope="module")
-def colour_model(tmp_path_factory):
-    return fit_colour_model(tmp_path_factory.mktemp("colour"))
+def colour_model(module_tmp):
+    return fit_colour_model(module_tmp("colour"))
 
 
 @pytest.fixture

@@ -59,13 +59,13 @@ def colour_cache(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(module_tmp):
     from sdn.serve import ranking_db
     from sdn.serve.app import build_app, launch
     from sdn.serve.examples import CaptionSource
     from sdn.serve.models import load_models
 
-    tmp = tmp_path_factory.mktemp("serve")
+    tmp = module_tmp("serve")
     fit_colour_model(tmp / "colour")
     grey_model(tmp / "grey")
     colour, grey = "colour/generator.safetensors", "grey/generator.safetensors"  # the models' names, as typed

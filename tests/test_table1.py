@@ -21,7 +21,7 @@ def tiny_specs(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
+def cache(module_tmp):
     """32 px, 48 train and 24 test images of the demo data, test-hash embeddings."""
     from sdn.networks import text
 
@@ -29,7 +29,7 @@ def cache(tmp_path_factory):
     full = make_demo_data(32, 0)
     pick = [i for i, s in enumerate(full.split) if s == "train"][::20][:48] + [i for i, s in enumerate(full.split) if s == "test"][::12][:24]
     data = full.take(pick, captions_per_image=2)
-    return write_cache(data, tmp_path_factory.mktemp("table1") / "cache", HashEncoder())
+    return write_cache(data, module_tmp("table1") / "cache", HashEncoder())
 
 
 def test_a_gan_baseline_trains_samples_interpolates_and_evaluates_from_the_command_line(cache, tmp_path, capsys):

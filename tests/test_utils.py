@@ -2,7 +2,9 @@
 CLI's choices, the training presets) do what the places that use them rely on."""
 
 import dataclasses
+import errno
 import inspect
+import os
 
 import pytest
 import torch
@@ -11,7 +13,7 @@ from sdn.cli import build_parser, main
 from sdn.data.captioned_images import CaptionedImages
 from sdn.errors import UserError
 from sdn.evaluation.metrics import METRICS, default_metrics
-from sdn.training.checkpoint import checkpoint_step
+from sdn.training.checkpoint import atomic_save, checkpoint_step
 from sdn.training.config import PAPER, PRESETS, TrainingConfig
 from sdn.training.loop import training_loop
 from sdn.training.losses import LOSSES
@@ -45,6 +47,28 @@ def test_atomic_write_replaces_only_with_a_complete_file(tmp_path):
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temporary left
     atomic_write(path, lambda f: f.write(b"new"), durable=True)
     assert path.read_text() == "new"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full, where every write fails with ENOSPC")
+def test_a_full_disk_is_one_clear_error_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint-latest.pt"
+    atomic_save({"w": torch.ones(3)}, path)
+    real_fdopen = os.fdopen
+
+    def onto_a_full_disk(fd, *args, **kwargs):  # the temporary file's writes go where the kernel says ENOSPC
+        os.close(fd)
+        return real_fdopen(os.open("/dev/full", os.O_WRONLY), *args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", onto_a_full_disk)
+    with pytest.raises(UserError, match="no space left on the disk holding .*checkpoint-latest.pt.*--resume auto"):
+        atomic_save({"w": torch.zeros(1_000_000)}, path)  # torch's writer fails first, with the OSError as context
+    with pytest.raises(UserError, match="no space left"):
+        atomic_write_text(path.with_name("log.json"), "x" * 100_000)  # a plain buffered write fails on its own
+    with pytest.raises(OSError, match="not a disk"):  # other failures pass through unchanged
+        atomic_write(path, lambda f: (_ for _ in ()).throw(OSError(errno.EIO, "not a disk")))
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["w"].tolist() == [1.0, 1.0, 1.0]
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left behind
 
 
 def test_image_output_names_the_bad_suffix_and_folder(tmp_path):
