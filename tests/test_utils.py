@@ -71,6 +71,26 @@ def test_a_full_disk_is_one_clear_error_and_keeps_the_last_checkpoint(tmp_path, 
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left behind
 
 
+def test_the_cli_reports_a_full_disk_in_one_line_whatever_raised_it(monkeypatch, capsys):
+    parser = build_parser()
+    args = parser.parse_args(["models"])
+
+    def writes_onto_a_full_disk(_):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")  # torch's form
+
+    args.func = writes_onto_a_full_disk
+    monkeypatch.setattr("sdn.cli.build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: args})())
+    assert main(["models"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sdn: error: no space left on the disk") and err.count("\n") == 1
+    args.func = lambda _: (_ for _ in ()).throw(RuntimeError("a bug, not the disk"))
+    with pytest.raises(RuntimeError, match="a bug"):  # anything else keeps its traceback
+        main(["models"])
+
+
 def test_image_output_names_the_bad_suffix_and_folder(tmp_path):
     assert image_output(tmp_path / "a.JPG") == tmp_path / "a.JPG"
     with pytest.raises(UserError, match=r"--out must end in \.png or \.jpg, not 'a\.gif'"):

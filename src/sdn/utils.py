@@ -5,7 +5,6 @@ input conventions of the ImageNet-trained networks."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import tempfile
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from sdn.errors import UserError
+from sdn.errors import UserError, out_of_space
 
 # torchvision's ImageNet networks (VGG, Inception-v3) expect RGB in [0, 1] normalised by these.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -82,24 +81,13 @@ def atomic_write(path: str | Path, write: Callable, durable: bool = False) -> No
         os.replace(tmp, path)
     except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
-        if _out_of_space(error):
+        if out_of_space(error):
             raise UserError(f"no space left on the disk holding {path.parent} (writing {path.name}); nothing was "
                             "half-written and the files written before are kept: free some space and run the command "
                             "again (a training continues with --resume auto)") from error
         raise
     if durable:
         _fsync_dir(path.parent)
-
-
-def _out_of_space(error: BaseException | None) -> bool:
-    """torch.save reports a full disk as a RuntimeError ("unexpected pos") whose context is the OSError."""
-    for _ in range(8):  # the chain of causes is short; a cycle must not hang us
-        if error is None:
-            return False
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
