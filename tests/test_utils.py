@@ -82,7 +82,8 @@ def test_the_cli_reports_a_full_disk_in_one_line_whatever_raised_it(monkeypatch,
             raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")  # torch's form
 
     args.func = writes_onto_a_full_disk
-    monkeypatch.setattr("sdn.cli.build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: args})())
+    monkeypatch.setattr(parser, "parse_args", lambda argv: args)
+    monkeypatch.setattr("sdn.cli.build_parser", lambda: parser)
     assert main(["models"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("sdn: error: no space left on the disk") and err.count("\n") == 1

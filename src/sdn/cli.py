@@ -9,7 +9,7 @@ import warnings
 
 from sdn import cli_options as options
 from sdn import commands
-from sdn.errors import UserError, out_of_space
+from sdn.errors import DISK_FULL_ADVICE, UserError, out_of_space
 from sdn.training.config import PAPER, PRESETS
 
 
@@ -175,8 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if not out_of_space(e):
             raise
-        print("sdn: error: no space left on the disk: free some space and run the command again (checkpoints are "
-              "written whole, so a training continues from its last one with --resume auto)", file=sys.stderr)
+        print(f"sdn: error: no space left on the disk: {DISK_FULL_ADVICE}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sdn: interrupted; the last checkpoint is kept (continue with --resume auto)", file=sys.stderr)

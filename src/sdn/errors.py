@@ -3,6 +3,9 @@
 
 import errno
 
+# What to do about a full disk, said alike wherever one is reported (files are replaced only when complete).
+DISK_FULL_ADVICE = "free some space and run the command again (a training continues from its last checkpoint with --resume auto)"
+
 
 class UserError(Exception):
     """Bad input or a missing resource the user can fix; printed as one line, no traceback."""

@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from sdn.errors import UserError, out_of_space
+from sdn.errors import DISK_FULL_ADVICE, UserError, out_of_space
 
 # torchvision's ImageNet networks (VGG, Inception-v3) expect RGB in [0, 1] normalised by these.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -83,8 +83,7 @@ def atomic_write(path: str | Path, write: Callable, durable: bool = False) -> No
         Path(tmp).unlink(missing_ok=True)
         if out_of_space(error):
             raise UserError(f"no space left on the disk holding {path.parent} (writing {path.name}); nothing was "
-                            "half-written and the files written before are kept: free some space and run the command "
-                            "again (a training continues with --resume auto)") from error
+                            f"half-written and the files written before are kept: {DISK_FULL_ADVICE}") from error
         raise
     if durable:
         _fsync_dir(path.parent)
