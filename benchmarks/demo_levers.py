@@ -18,6 +18,12 @@ the image term compares K x K average-pooled images instead of (or, with --image
 the full-resolution ones, so that it constrains colour and position but not edges.
 --fc-dropout P, a third probe (session 10, it traded shape for colour): dropout of rate P after g-fc8
 and g-fc7, where VGG19 has it after fc6 and fc7 (off when drawing).
+--shape-words, a fourth (session 12, it did not help the held-out synonyms): each training caption names
+its shape by one of three words (TRAINING_SHAPE_WORDS), to see whether a generator taught that a shape
+has several names reads the held-out ones ("disc", "box", "rhombus"...).
+FiLM in every layer was first measured here as a probe too (session 12, rows film-s1/s2 and
+film-words-s1/s2: a patch of this file, key names caption_film.N); it is now the training switch
+`caption_film` (`--set caption_film=true`, sdn.networks.generator).
 """
 
 from __future__ import annotations
@@ -94,6 +100,23 @@ def drop_out_in_the_fc_layers(rate: float) -> None:
     Generator.__init__ = __init__
 
 
+TRAINING_SHAPE_WORDS = {"circle": ("circle", "round shape", "ball"), "square": ("square", "block", "tile"),
+                        "triangle": ("triangle", "wedge", "three-sided shape"), "diamond": ("diamond", "lozenge", "kite")}
+
+
+def vary_the_shape_words() -> None:
+    """Patches the demo data (see --shape-words): each training caption names its shape by one of three
+    words (TRAINING_SHAPE_WORDS, none of them a held-out phrase), drawn from a separate generator so the
+    images and the rest of every caption stay as they were."""
+    import random
+
+    from sdn.data import demo_data
+    caption = demo_data._caption
+    words = random.Random(12345)
+    demo_data._caption = lambda rng, colour, shape, size, phrasings: caption(
+        rng, colour, words.choice(TRAINING_SHAPE_WORDS[shape]), size, phrasings)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("name", help="the row's name (also its run folder)")
@@ -108,11 +131,15 @@ def main() -> None:
     p.add_argument("--image-term-pool", type=int, default=None, metavar="K", help="probe: the image term on K x K-pooled images")
     p.add_argument("--image-term-pool-add", action="store_true", help="probe: the pooled image term besides the full-resolution one")
     p.add_argument("--fc-dropout", type=float, default=None, metavar="P", help="probe: dropout after g-fc8 and g-fc7")
+    p.add_argument("--shape-words", action="store_true", help="probe: training captions name shapes in three ways")
     a = p.parse_args()
     changes = {k: _value(v) for k, v in (s.split("=", 1) for s in a.set)}
     settings = {k: v for k, v in preset_kwargs("demo").items() if k not in ("seed", "checkpoint_every")}
     settings.update(changes)
     out = Path(a.runs) / a.name
+    if a.shape_words:
+        changes["shape_words (probe)"] = 3
+        vary_the_shape_words()
     data = make_demo_data(64, a.seed, background=a.background)
     encoder = build_text_encoder(settings.pop("text_encoder"))
     classifier, _ = load_or_train()

@@ -123,3 +123,24 @@ def test_teacher_forced_steps_read_the_taps_not_the_step_above(pair_preactivatio
     torch.testing.assert_close(acts_a[0], pre if pair_preactivation else out)
     # Drawing (no taps) depends on the caption everywhere.
     assert not torch.allclose(g(text_a)[0], g(text_b)[0])
+
+
+def test_caption_film_starts_as_the_papers_G_and_then_sets_each_channel_from_the_caption():
+    taps = teacher_taps("efficientnet-lite0")
+    torch.manual_seed(0)
+    film = Generator(taps, 64, text_dim=16, fc_dim=32, caption_film=True)
+    plain = Generator(taps, 64, text_dim=16, fc_dim=32)
+    assert set(plain.state_dict()) < set(film.state_dict())
+    assert all(".film." in k for k in set(film.state_dict()) - set(plain.state_dict()))
+    plain.load_state_dict({k: v for k, v in film.state_dict().items() if ".film." not in k})
+    text = torch.randn(3, 16)
+    assert torch.equal(film(text)[0], plain(text)[0])  # zero-initialised: the paper's G to start with
+    last = film.steps[-1]  # the image step: its FiLM shifts each colour channel by the caption
+    with torch.no_grad():
+        last.film.bias[3:] = torch.tensor([0.2, 0.0, -0.2])  # shifts, after the 3 scales
+        last.film.weight[3] = 0.0
+        last.film.weight[3, 0] = 1.0  # red shifted by the caption's first (standardised) dimension
+    shifted, _ = film(text)
+    delta = (shifted - plain(text)[0])[:, 0].mean((-1, -2))  # (B, 3): the same at every pixel
+    assert torch.allclose(delta[:, 1:], torch.tensor([0.0, -0.2]).expand(3, 2), atol=1e-5)
+    assert torch.allclose(delta[:, 0], 0.2 + film.standardise_text(text)[:, 0], atol=1e-5)

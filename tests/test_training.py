@@ -270,3 +270,14 @@ def test_the_critic_learns_to_tell_real_taps_from_drawn_ones():
     assert losses[0] > 1.5 and losses[-1] < 0.5 * losses[0]  # from chance (2) towards separating them
     with torch.no_grad():  # matching-aware: a real image with another image's caption is refused
         assert critic(real, text).mean() > critic(real, wrong_text).mean() + 0.5
+
+
+def test_caption_film_is_trained_saved_and_part_of_the_architecture(tmp_path, tiny_data):
+    path = training_loop(tiny_data, tmp_path / "film", stage1_epochs=1, stage2_epochs=1, caption_film=True, **TINY)
+    ckpt = load_checkpoint(path)
+    assert ckpt["config"]["caption_film"] is True
+    generator = generator_from_checkpoint(ckpt)  # rebuilt with its FiLM layers, the trained values loaded
+    films = [s.film for s in generator.steps if s.film is not None]
+    assert len(films) == sum(s.conv is not None for s in generator.steps) and all(f.weight.abs().sum() > 0 for f in films)
+    with pytest.raises(UserError, match="caption_film=True but this run has caption_film=False"):
+        training_loop(tiny_data, tmp_path / "film", stage1_epochs=2, stage2_epochs=1, resume=path, **TINY)

@@ -38,6 +38,9 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
                    help="images per step over all processes (with torchrun: a multiple of their number); default 12 (SDN), 64 (GAN baselines)")
     g.add_argument("--lr", type=float, default=c.lr, help="Adam learning rate; default 1e-4 (SDN), 2e-4 (GAN baselines)")
     g.add_argument("--fc-dim", type=int, default=c.fc_dim, help="width of g-fc8 and g-fc7")
+    g.add_argument("--caption-film", action=argparse.BooleanOptionalAction, default=c.caption_film,
+                   help="the caption also scales and shifts every convolution's output (FiLM), not only g-fc8's input "
+                        "(off: the paper's G)")
     g.add_argument("--tap-weights", default=c.tap_weights, choices=r.tap_weights,
                    help="inverse-mean (default): each tap divided by its mean |activation| on real images, taps weighted alike; equal: the paper's raw sum")
     g.add_argument("--pixel-weight", type=float, default=c.pixel_weight,

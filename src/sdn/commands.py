@@ -14,7 +14,7 @@ def _training_kwargs(a) -> dict:
     return dict(
         teacher=a.teacher, teacher_weights=a.teacher_weights, teacher_init=a.teacher_init, teacher_pooling=a.teacher_pooling,
         text_encoder=a.text_encoder, scheme=a.scheme, n_outputs=a.n_outputs, stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs,
-        batch_size=a.batch_size, lr=a.lr, fc_dim=a.fc_dim,
+        batch_size=a.batch_size, lr=a.lr, fc_dim=a.fc_dim, caption_film=a.caption_film,
         pair_preactivation={"auto": None, "pre-relu": True, "post-relu": False}[a.pairing],
         tap_weights=a.tap_weights, loss_reduction=a.loss_reduction, tap_distance=a.tap_distance, pixel_distance=a.pixel_distance, pixel_weight=a.pixel_weight,
         diverse_mean_weight=a.diverse_mean_weight, ema_decay=a.ema_decay, lr_decay=a.lr_decay, caption_noise=a.caption_noise, caption_mix=a.caption_mix, text_scaling=a.text_scaling,

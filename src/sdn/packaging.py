@@ -54,6 +54,8 @@ def train_command(config: dict, data: str, out: str) -> str:
     parts += [f"{flag} {config[key]}" for key, flag in TRAIN_OPTIONS.items() if key in config]
     if config.get("pair_preactivation") is False:
         parts.append("--pair-post-relu")
+    if config.get("caption_film"):
+        parts.append("--caption-film")
     return " \\\n    ".join(parts)
 
 

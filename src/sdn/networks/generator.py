@@ -38,25 +38,32 @@ def conv3x3_as_matmul(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 class GeneratorStep(nn.Module):
     """One mirrored step: optional nearest-neighbour up-sampling, optional 3x3 conv (+ ReLU).
 
+    caption_dim: > 0 gives the convolution a FiLM layer (Perez et al. 2018): a linear map of the caption
+    that scales and shifts its output per channel (see Generator's caption_film).
     matmul_convs: run the convolution as `conv3x3_as_matmul` when it is weight-bound, i.e. when
     the batch has fewer output positions (B x H x W) than the convolution has output channels
     (64 px, batch 12: G's first two convolutions; never at 224 px). A speed switch, not architecture."""
 
-    def __init__(self, in_channels: int, out_channels: int, upsample: int, conv: bool, relu: bool, tap_name: str = ""):
+    def __init__(self, in_channels: int, out_channels: int, upsample: int, conv: bool, relu: bool, tap_name: str = "",
+                 caption_dim: int = 0):
         super().__init__()
         self.tap_name = tap_name  # the teacher tap (or "image") this step's output is paired with
         self.upsample = upsample
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1) if conv else None
+        self.film = nn.Linear(caption_dim, 2 * out_channels) if conv and caption_dim else None
         self.relu = relu
         self.matmul_convs = False
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, caption: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (output fed to the next step, pre-activation value)."""
         if self.upsample > 1:
             x = F.interpolate(x, scale_factor=self.upsample, mode="nearest")
         if self.conv is not None:
             weight_bound = self.matmul_convs and x.shape[0] * x.shape[2] * x.shape[3] < self.conv.out_channels
             x = conv3x3_as_matmul(x, self.conv) if weight_bound else self.conv(x)
+        if self.film is not None:
+            scale, shift = self.film(caption).to(x.dtype)[:, :, None, None].chunk(2, 1)
+            x = torch.addcmul(shift, x, 1 + scale)
         pre = x
         return (F.relu(x) if self.relu else x), pre
 
@@ -82,10 +89,16 @@ class Generator(StandardisedCaptions):
         results; a runtime switch, not part of the architecture or the checkpoint.
     matmul_convs: run weight-bound convolutions as matrix products (see GeneratorStep); same results
         to rounding; a runtime switch like grad_checkpointing.
+    caption_film: the standardised caption also scales and shifts every convolution's output per channel
+        (FiLM; zero at the start, so training starts from the paper's G, where the caption enters only
+        through g-fc8). An addition beyond the paper: a caption's colour can then be set by the last layers
+        whatever the shape above them, and it lifted the demo's unseen colour-shape pairs most of any lever
+        (docs/demo-levers.md).
     """
 
     def __init__(self, taps: tuple[Tap, ...], resolution: int, text_dim: int, fc_dim: int = 4096, n_outputs: int = 1,
-                 pair_preactivation: bool = True, grad_checkpointing: bool = False, matmul_convs: bool = False):
+                 pair_preactivation: bool = True, grad_checkpointing: bool = False, matmul_convs: bool = False,
+                 caption_film: bool = False):
         super().__init__()
         check_resolution(resolution)
         self.taps, self.resolution, self.n_outputs = tuple(taps), resolution, n_outputs
@@ -105,7 +118,8 @@ class Generator(StandardisedCaptions):
         for tap in targets:
             up = prev.stride // tap.stride
             conv = up == 1 or tap.channels != prev.channels
-            steps.append(GeneratorStep(prev.channels, tap.channels, up, conv, relu=tap.name != "image", tap_name=tap.name))
+            steps.append(GeneratorStep(prev.channels, tap.channels, up, conv, relu=tap.name != "image", tap_name=tap.name,
+                                       caption_dim=text_dim if caption_film else 0))
             prev = tap
         self.steps = nn.ModuleList(steps)
         for step in steps:
@@ -128,6 +142,10 @@ class Generator(StandardisedCaptions):
         last = self.steps[-1].conv
         nn.init.kaiming_normal_(last.weight, nonlinearity="linear")
         nn.init.constant_(last.bias, 0.5)  # start from mid-grey, the middle of the [0, 1] image range
+        for step in self.steps:
+            if step.film is not None:
+                nn.init.zeros_(step.film.weight)
+                nn.init.zeros_(step.film.bias)
 
     def forward(self, text: torch.Tensor, tap_inputs: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """tap_inputs: None (drawing: each step reads the previous step's output), or the teacher's taps
@@ -135,31 +153,31 @@ class Generator(StandardisedCaptions):
         reads the ReLU of the tap its predecessor is paired with ("teacher-forced" Stage I, so every
         layer learns its own step of inverting the teacher at once instead of waiting for the layers
         above it to carry the caption's content)."""
-        x = self.standardise_text(text).to(self.fc[0].weight.dtype)
-        pre = self.fc(x).view(-1, *self.top_shape)
+        caption = self.standardise_text(text).to(self.fc[0].weight.dtype)
+        pre = self.fc(caption).view(-1, *self.top_shape)
         x = F.relu(pre)
         acts = [pre if self.pair_preactivation else x]  # paired with the deepest tap
         if tap_inputs is not None:
             n = len(tap_inputs)
             for j, step in enumerate(self.steps):
-                x, pre = step(F.relu(tap_inputs[n - 1 - j]).to(x.dtype))
+                x, pre = step(F.relu(tap_inputs[n - 1 - j]).to(x.dtype), caption)
                 acts.append(pre if self.pair_preactivation else x)
             acts.pop()
             return x.unflatten(1, (self.n_outputs, 3)), acts[::-1]
         for group in self.groups:
             if self.grad_checkpointing and torch.is_grad_enabled():
-                x, group_acts = checkpoint(self._run_group, group, x, use_reentrant=False)
+                x, group_acts = checkpoint(self._run_group, group, x, caption, use_reentrant=False)
             else:
-                x, group_acts = self._run_group(group, x)
+                x, group_acts = self._run_group(group, x, caption)
             acts += group_acts
         acts.pop()  # the last step's value is the image (no ReLU), not an activation paired with a tap
         images = x.unflatten(1, (self.n_outputs, 3))
         return images, acts[::-1]  # activations shallow -> deep, aligned with the teacher's taps
 
-    def _run_group(self, group: list[int], x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def _run_group(self, group: list[int], x: torch.Tensor, caption: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Run the steps numbered `group`: (last output, each step's value paired with a tap)."""
         acts = []
         for i in group:
-            x, pre = self.steps[i](x)
+            x, pre = self.steps[i](x, caption)
             acts.append(pre if self.pair_preactivation else x)
         return x, acts

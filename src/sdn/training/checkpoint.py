@@ -27,7 +27,7 @@ from sdn.utils import atomic_write
 # Settings that fix the generator's architecture or meaning; a checkpoint only fits a run that agrees.
 # "method": "sdn" or a GAN baseline (sdn.baselines); checkpoints written before it existed are SDN's.
 ARCHITECTURE_KEYS = ("method", "teacher", "resolution", "text_encoder", "text_dim", "fc_dim", "n_outputs", "noise_dim", "gf_dim",
-                     "df_dim", "text_proj_dim")
+                     "df_dim", "text_proj_dim", "caption_film")
 LATEST = "checkpoint-latest.pt"
 EXPORT = "generator.safetensors"
 _NUMBERED = re.compile(r"checkpoint-(\d+)\.pt")
@@ -184,7 +184,7 @@ TRAINING_KEYS = ARCHITECTURE_KEYS + (
 # Training longer (or shorter) is what resuming is for: allowed, but recorded like any change.
 _LENGTH_KEYS = ("stage1_epochs", "stage2_epochs")
 # What a checkpoint written before a setting existed was trained with.
-_OLD_DEFAULTS = {"loss_reduction": "mean", "teacher_pooling": "avg", "teacher_init": "pretrained", "diverse_mean_weight": 0.001,
+_OLD_DEFAULTS = {"caption_film": False, "loss_reduction": "mean", "teacher_pooling": "avg", "teacher_init": "pretrained", "diverse_mean_weight": 0.001,
                  "method": "sdn", "stage2_pixel_weight": None, "tap_profile": "flat", "teacher_input_size": None,
                  "stage1_inputs": "generator", "tap_distance": "l1", "pixel_distance": "l1", "ema_decay": 0.0,
                  "lr_decay": "none", "caption_noise": 0.0, "caption_mix": False, "text_scaling": "dimension", "adversarial_weight": 0.1, "critic_lr": 2e-4,
@@ -213,7 +213,8 @@ def generator_from_checkpoint(ckpt: dict) -> torch.nn.Module:
 
         generator = build_generator(cfg)
     else:
-        generator = Generator(teacher_taps(cfg["teacher"]), cfg["resolution"], cfg["text_dim"], cfg["fc_dim"], cfg["n_outputs"])
+        generator = Generator(teacher_taps(cfg["teacher"]), cfg["resolution"], cfg["text_dim"], cfg["fc_dim"], cfg["n_outputs"],
+                              caption_film=cfg.get("caption_film", False))
     try:  # a run with a weight average draws with it (sdn.training.average)
         generator.load_state_dict(ckpt.get("generator_average", ckpt["generator"]))
     except RuntimeError as e:

@@ -20,6 +20,8 @@ class TrainingConfig:
     batch_size: int = 12  # images per step over all processes (paper: 12); a multiple of the number of processes
     lr: float = 1e-4  # Adam learning rate (paper: 1e-4)
     fc_dim: int = 4096  # width of g-fc8 and g-fc7
+    caption_film: bool = False  # the caption also scales and shifts every convolution's output per channel
+    # (FiLM, zero-initialised; sdn.networks.generator.Generator), not only g-fc8's input (False: the paper's G)
     pair_preactivation: bool | None = None  # Stage I pairs G's pre-ReLU (True) or post-ReLU (False) values
     # with the taps (see Generator); None: post-ReLU for VGG (the authors'), pre-ReLU for teachers with signed taps
     tap_weights: str = "inverse-mean"  # "inverse-mean": each tap divided by its mean |activation| on

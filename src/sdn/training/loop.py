@@ -51,6 +51,7 @@ def training_loop(
     batch_size: int = PAPER.batch_size,
     lr: float = PAPER.lr,
     fc_dim: int = PAPER.fc_dim,
+    caption_film: bool = PAPER.caption_film,
     pair_preactivation: bool | None = PAPER.pair_preactivation,
     tap_weights: str = PAPER.tap_weights,
     loss_reduction: str = PAPER.loss_reduction,
@@ -146,7 +147,7 @@ def _build_networks(a: SimpleNamespace, config: dict, ckpt: dict | None, train: 
     if ckpt is not None:
         check_compatible(ckpt["config"], config, "this run")
     generator = Generator(teacher_net.taps, config["resolution"], config["text_dim"], a.fc_dim, a.n_outputs, a.pair_preactivation,
-                          a.grad_checkpointing, a.matmul_convs).to(dev)
+                          a.grad_checkpointing, a.matmul_convs, a.caption_film).to(dev)
     memory_format = torch.channels_last if a.channels_last else torch.contiguous_format
     if a.teacher_fusion:
         teacher_net = fuse_teacher(teacher_net, a.precision)

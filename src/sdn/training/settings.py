@@ -76,7 +76,7 @@ def training_config(a: SimpleNamespace, resolution: int) -> dict:
     encoder_name = a.text_encoder_instance.name if a.text_encoder_instance is not None else a.text_encoder
     return dict(
         method="sdn", teacher=a.teacher, teacher_pooling=a.teacher_pooling, teacher_init=a.teacher_init, resolution=resolution,
-        text_encoder=encoder_name, fc_dim=a.fc_dim, n_outputs=a.n_outputs, scheme=a.scheme,
+        text_encoder=encoder_name, fc_dim=a.fc_dim, caption_film=a.caption_film, n_outputs=a.n_outputs, scheme=a.scheme,
         pair_preactivation=a.pair_preactivation,
         stage1_epochs=a.stage1_epochs, stage2_epochs=a.stage2_epochs, batch_size=a.batch_size, lr=a.lr,
         tap_weights=a.tap_weights, loss_reduction=a.loss_reduction, tap_distance=a.tap_distance, pixel_distance=a.pixel_distance, pixel_weight=a.pixel_weight,
