@@ -142,7 +142,10 @@ def test_sampling_in_channels_last_matches_and_leaves_the_generator_trainable():
     text = torch.randn(3, 4)
     plain = generate(g, text, precision="fp32", channels_last=False)
     fast = generate(g, text, precision="fp32", channels_last=True)
-    torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
+    # Drawings are 8-bit: another summation order can move a value across a rounding boundary (seen on
+    # one CPU: 1 pixel of 9,216 one level apart); a wrong memory layout moves far more, and by far more.
+    assert (fast - plain).abs().max() <= 1 / 255 + 1e-6
+    assert ((fast - plain).abs() > 1e-6).float().mean() < 0.01
     g.train()
     images, _ = g(text)  # parameters converted outside inference mode still take part in autograd
     images.mean().backward()
