@@ -3,7 +3,7 @@ name the shape by a synonym ("disc", "box", "triangular shape", "rhombus"): coun
 
     OMP_NUM_THREADS=1 python benchmarks/demo_synonyms.py runs/demo 0     # run folder or checkpoint, its seed
 """
-import sys, collections, torch
+import sys, collections
 from sdn.data.demo_data import make_demo_data
 from sdn.data.demo_phrasings import held_out_captions
 from sdn.networks.shape_classifier import load_or_train, classify_shapes

@@ -214,7 +214,7 @@ def generator_from_checkpoint(ckpt: dict) -> torch.nn.Module:
         generator = build_generator(cfg)
     else:
         generator = Generator(teacher_taps(cfg["teacher"]), cfg["resolution"], cfg["text_dim"], cfg["fc_dim"], cfg["n_outputs"],
-                              caption_film=cfg.get("caption_film", False))
+                              caption_film=cfg.get("caption_film", _OLD_DEFAULTS["caption_film"]))
     try:  # a run with a weight average draws with it (sdn.training.average)
         generator.load_state_dict(ckpt.get("generator_average", ckpt["generator"]))
     except RuntimeError as e:
