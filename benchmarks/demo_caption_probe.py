@@ -21,7 +21,8 @@ from sdn.data.demo_phrasings import held_out_captions
 from sdn.networks.text import build_text_encoder, encode_unique
 
 
-def probe(x, y, sets, classes: int, decayed: bool, seed: int, steps: int = 300) -> list[float]:
+def fit_probe(x, y, classes: int, decayed: bool, seed: int, steps: int = 300):
+    """Softmax regression of labels y on caption vectors x: a function from vectors to predicted labels."""
     torch.manual_seed(seed)
     w = torch.zeros(x.shape[1], classes) if decayed else torch.randn(x.shape[1], classes) / x.shape[1] ** 0.5
     w.requires_grad_()
@@ -31,8 +32,13 @@ def probe(x, y, sets, classes: int, decayed: bool, seed: int, steps: int = 300) 
         opt.zero_grad()
         (F.cross_entropy(x @ w + b, y) + (1e-3 if decayed else 0.0) * w.square().sum()).backward()
         opt.step()
-    with torch.no_grad():
-        return [((xs @ w + b).argmax(1) == ys).float().mean().item() for xs, ys in sets]
+    w, b = w.detach(), b.detach()
+    return lambda xs: (xs @ w + b).argmax(1)
+
+
+def probe(x, y, sets, classes: int, decayed: bool, seed: int, steps: int = 300) -> list[float]:
+    predict = fit_probe(x, y, classes, decayed, seed, steps)
+    return [(predict(xs) == ys).float().mean().item() for xs, ys in sets]
 
 
 def main() -> None:

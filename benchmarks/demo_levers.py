@@ -40,6 +40,7 @@ from torch import nn
 from measure import append_result
 
 from sdn.data.demo_data import BACKGROUNDS, make_demo_data
+from sdn.data.demo_phrasings import phrases_found_in
 from sdn.demo import _two_per_pair
 from sdn.evaluation.demo_scores import score_generator
 from sdn.evaluation.plots import captioned_grid
@@ -117,6 +118,46 @@ def vary_the_shape_words() -> None:
         rng, colour, words.choice(TRAINING_SHAPE_WORDS[shape]), size, phrasings)
 
 
+# Thirteen more training templates (20 in all), none using a held-out phrase (checked at run time).
+EXTRA_TRAINING_TEMPLATES = (
+    "{pos} there is a {size} {colour} {shape}",
+    "a {colour} {size} {shape} {pos}",
+    "the {size} {colour} {shape} is {pos}",
+    "{pos}, a {colour} {shape}",
+    "a {size} {shape}, {colour}, {pos}",
+    "look at the {colour} {shape} {pos}, it is {size}",
+    "we see a {size} {shape} of {colour} colour {pos}",
+    "a {size} {colour} {shape} has been drawn {pos}",
+    "the only thing here is a {colour} {shape}, {size}, {pos}",
+    "{pos} we find a {colour} {shape} that looks {size}",
+    "a flat {colour} {shape} {pos}, {size} in size",
+    "there is a single {colour} {shape} {pos} and it is {size}",
+    "simple picture: {size} {colour} {shape} {pos}",
+)
+
+
+def more_templates() -> None:
+    """Patches the demo data (see --more-templates): each training caption is written with one of the 7
+    templates or one of 13 more (EXTRA_TRAINING_TEMPLATES), picked by a separate generator so the images
+    stay as they were; size words and position phrases are the training ones."""
+    import random
+
+    from sdn.data import demo_data
+    caption = demo_data._caption
+    pick = random.Random(54321)
+    every = demo_data.TEMPLATES + EXTRA_TRAINING_TEMPLATES
+
+    def _caption(rng, colour, shape, size, phrasings):
+        text = caption(rng, colour, shape, size, phrasings)
+        template = pick.choice(every)
+        if template in demo_data.TEMPLATES:
+            return text
+        text = template.format(size=pick.choice(demo_data.SIZE_WORDS[size]), colour=colour, shape=shape, pos=pick.choice(phrasings))
+        return text[0].upper() + text[1:] if pick.random() < 0.5 else text
+
+    demo_data._caption = _caption
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("name", help="the row's name (also its run folder)")
@@ -132,6 +173,8 @@ def main() -> None:
     p.add_argument("--image-term-pool-add", action="store_true", help="probe: the pooled image term besides the full-resolution one")
     p.add_argument("--fc-dropout", type=float, default=None, metavar="P", help="probe: dropout after g-fc8 and g-fc7")
     p.add_argument("--shape-words", action="store_true", help="probe: training captions name shapes in three ways")
+    p.add_argument("--more-templates", action="store_true", help="probe: training captions in 20 templates instead of 7")
+    p.add_argument("--session", type=int, default=None, help="the working session, recorded in the row")
     a = p.parse_args()
     changes = {k: _value(v) for k, v in (s.split("=", 1) for s in a.set)}
     settings = {k: v for k, v in preset_kwargs("demo").items() if k not in ("seed", "checkpoint_every")}
@@ -140,7 +183,13 @@ def main() -> None:
     if a.shape_words:
         changes["shape_words (probe)"] = 3
         vary_the_shape_words()
+    if a.more_templates:
+        changes["more_templates (probe)"] = len(EXTRA_TRAINING_TEMPLATES)
+        more_templates()
     data = make_demo_data(64, a.seed, background=a.background)
+    leaked = phrases_found_in([c for cs in data.subset("train").captions for c in cs])
+    if leaked:
+        raise SystemExit(f"training captions use held-out phrases: {leaked}")
     encoder = build_text_encoder(settings.pop("text_encoder"))
     classifier, _ = load_or_train()
     if a.caption_span is not None:
@@ -164,7 +213,7 @@ def main() -> None:
     captioned_grid([("real", test.images[pick].float() / 255), ("drawn", drawn[pick, 0])], [test.captions[i][0] for i in pick],
                    out / "samples.png", title=f"{a.name}: unseen pairs")
     epochs = ckpt["step"] * settings["batch_size"] / len(data.subset("train"))
-    row = {"name": a.name, "changes": changes, "seed": a.seed, "background": a.background, "train_seconds": round(seconds), "steps": ckpt["step"],
+    row = {**({"session": a.session} if a.session is not None else {}), "name": a.name, "changes": changes, "seed": a.seed, "background": a.background, "train_seconds": round(seconds), "steps": ckpt["step"],
            "epochs": round(epochs, 1), **{f"{part}/{m}": results[part][m] for part in results for m in ("colour", "shape", "position")},
            "held_out_phrasings/shape_when_named_by_synonym": results["held_out_phrasings"]["shape_when_named_by_synonym"]}
     append_result(a.results, row)
