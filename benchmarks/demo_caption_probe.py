@@ -68,6 +68,18 @@ def main() -> None:
             acc = probe(x, y, sets, len(names), decayed, a.seed)
             extra = f"   held-out, synonym-named {acc[3]:.1%}" if attribute == "shape" else ""
             print(f"  {attribute:<9} training {acc[0]:.1%}   unseen pairs {acc[1]:.1%}   held-out phrasings {acc[2]:.1%}{extra}")
+    # How strongly each vector points along its own shape: projection onto the centred class means of the
+    # training captions' shapes (a reader that follows the shape direction sees this much of it).
+    names = sorted({q["shape"] for q in train.attributes})
+    y = torch.tensor([names.index(q["shape"]) for q in train.attributes for _ in range(per_image)])
+    y_test = torch.tensor([names.index(q["shape"]) for q in test.attributes])
+    means = torch.stack([x[y == k].mean(0) for k in range(len(names))])
+    directions = (means - means.mean(0)) / (means - means.mean(0)).norm(dim=1, keepdim=True)
+    print("projection onto the own shape's direction (training-caption shape means), nearest-mean accuracy:")
+    for label, xs, ys in (("training", x, y), ("unseen pairs", x_test, y_test), ("held-out, training shape word", x_held[~synonym], y_test[~synonym]),
+                          ("held-out, synonym", x_held[synonym], y_test[synonym])):
+        proj = xs @ directions.T
+        print(f"  {label:<30} {proj.gather(1, ys[:, None]).mean():5.2f}   {(proj.argmax(1) == ys).float().mean():.1%}")
 
 
 if __name__ == "__main__":
