@@ -24,7 +24,7 @@ import torch
 from demo_caption_probe import fit_probe
 
 from sdn.data.demo_data import make_demo_data
-from sdn.data.demo_phrasings import held_out_captions
+from sdn.data.demo_phrasings import HELD_OUT_TEMPLATES, held_out_captions
 from sdn.evaluation.metrics.position import cell_of, object_centres
 from sdn.networks.shape_classifier import classify_shapes, load_or_train
 from sdn.networks.text import build_text_encoder, encode_unique
@@ -80,6 +80,10 @@ def main() -> None:
         "vector does not say the shape": [r for r in rows if not r["vector_says_shape"]],
         "training word, vector says place": [r for r in rows if not r["synonym"] and r["vector_says_place"]],
     }
+    for template in HELD_OUT_TEMPLATES:  # captions with the training shape word, by their held-out template
+        skeleton = [w.strip(" ,").lower() for w in template.replace("}", "{").split("{")[::2] if w.strip(" ,")]
+        split[f"training word, template '{template[:24]}...'"] = [
+            r for r, c in zip(rows, captions) if not r["synonym"] and all(w in c.lower() for w in skeleton)]
     asked_seen = collections.Counter((test.attributes[i]["shape"], shape_drawn[i]) for i in range(len(rows)) if synonym[i])
     if a.json:
         print(json.dumps({"run": a.run, "seed": a.seed,
@@ -89,7 +93,7 @@ def main() -> None:
         return
     print(f"{a.run}, seed {a.seed}: drawn shape right, held-out phrasings of the {len(rows)} unseen-pair images")
     for name, part in split.items():
-        print(f"  {name:<36} {_share([r['shape_right'] for r in part])}")
+        print(f"  {name:<50} {_share([r['shape_right'] for r in part])}")
     print("captions naming the shape by a synonym, (asked, drawn):")
     for (asked, seen), n in sorted(asked_seen.items()):
         print(f"  {asked:<9} -> {seen:<9} {n}")
