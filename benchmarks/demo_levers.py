@@ -24,6 +24,9 @@ has several names reads the held-out ones ("disc", "box", "rhombus"...).
 FiLM in every layer was first measured here as a probe too (session 12, rows film-s1/s2 and
 film-words-s1/s2: a patch of this file, key names caption_film.N); it is now the training switch
 `caption_film` (`--set caption_film=true`, sdn.networks.generator).
+--more-templates, a fifth (session 13, it did not help the held-out phrasings): the training captions are
+written in 20 templates instead of 7 (EXTRA_TRAINING_TEMPLATES; the run stops if any training caption uses a
+held-out phrase), to see whether a generator taught more sentence frames reads unseen ones.
 """
 
 from __future__ import annotations
