@@ -41,6 +41,20 @@ def probe(x, y, sets, classes: int, decayed: bool, seed: int, steps: int = 300) 
     return [(predict(xs) == ys).float().mean().item() for xs, ys in sets]
 
 
+def training_vectors(encoder, train):
+    """All training captions' vectors, standardised as the generator reads them, and the mean and spread
+    that standardise any other caption the same way."""
+    x = encode_unique(encoder, [c for cs in train.captions for c in cs]).float()
+    mean, std = x.mean(0), x.std(0)
+    return (x - mean) / std, mean, std
+
+
+def labels(attributes: list[dict], attribute: str, repeat: int = 1) -> tuple[list[str], torch.Tensor]:
+    """The attribute's sorted class names, and each image's class index (repeated per caption)."""
+    names = sorted({q[attribute] for q in attributes})
+    return names, torch.tensor([names.index(q[attribute]) for q in attributes for _ in range(repeat)])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=0)
@@ -49,32 +63,28 @@ def main() -> None:
     encoder = build_text_encoder("all-minilm-l6-v2")
     train, test = data.subset("train"), data.subset("test")
     per_image = len(train.captions[0])
-    x = encode_unique(encoder, [c for cs in train.captions for c in cs]).float()
-    x_test = encode_unique(encoder, [c[0] for c in test.captions]).float()
+    x, mean, std = training_vectors(encoder, train)
     held_out, synonym = held_out_captions(test.attributes, a.seed)
-    x_held = encode_unique(encoder, held_out).float()
+    x_test, x_held = ((encode_unique(encoder, captions).float() - mean) / std for captions in ([c[0] for c in test.captions], held_out))
     synonym = torch.tensor(synonym)
-    mean, std = x.mean(0), x.std(0)
-    x, x_test, x_held = ((v - mean) / std for v in (x, x_test, x_held))
     print(f"{len(x)} training captions, {len(x_test)} unseen-pair captions, {len(x_held)} held-out phrasings "
           f"({int(synonym.sum())} naming the shape by a synonym)")
     for decayed in (True, False):
         print("decayed probe (zero start, weight decay)" if decayed else "as-trained probe (random start, no decay)")
         for attribute in ("shape", "colour", "position"):
-            names = sorted({q[attribute] for q in train.attributes})
-            y = torch.tensor([names.index(q[attribute]) for q in train.attributes for _ in range(per_image)])
-            y_test = torch.tensor([names.index(q[attribute]) for q in test.attributes])
+            names, y = labels(train.attributes, attribute, per_image)
+            _, y_test = labels(test.attributes, attribute)
             sets = [(x, y), (x_test, y_test), (x_held, y_test), (x_held[synonym], y_test[synonym])]
             acc = probe(x, y, sets, len(names), decayed, a.seed)
             extra = f"   held-out, synonym-named {acc[3]:.1%}" if attribute == "shape" else ""
             print(f"  {attribute:<9} training {acc[0]:.1%}   unseen pairs {acc[1]:.1%}   held-out phrasings {acc[2]:.1%}{extra}")
     # How strongly each vector points along its own shape: projection onto the centred class means of the
     # training captions' shapes (a reader that follows the shape direction sees this much of it).
-    names = sorted({q["shape"] for q in train.attributes})
-    y = torch.tensor([names.index(q["shape"]) for q in train.attributes for _ in range(per_image)])
-    y_test = torch.tensor([names.index(q["shape"]) for q in test.attributes])
-    means = torch.stack([x[y == k].mean(0) for k in range(len(names))])
-    directions = (means - means.mean(0)) / (means - means.mean(0)).norm(dim=1, keepdim=True)
+    names, y = labels(train.attributes, "shape", per_image)
+    _, y_test = labels(test.attributes, "shape")
+    centred = torch.stack([x[y == k].mean(0) for k in range(len(names))])
+    centred = centred - centred.mean(0)
+    directions = centred / centred.norm(dim=1, keepdim=True)
     print("projection onto the own shape's direction (training-caption shape means), nearest-mean accuracy:")
     for label, xs, ys in (("training", x, y), ("unseen pairs", x_test, y_test), ("held-out, training shape word", x_held[~synonym], y_test[~synonym]),
                           ("held-out, synonym", x_held[synonym], y_test[synonym])):

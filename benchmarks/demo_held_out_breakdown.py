@@ -19,9 +19,7 @@ import argparse
 import collections
 import json
 
-import torch
-
-from demo_caption_probe import fit_probe
+from demo_caption_probe import fit_probe, labels, training_vectors
 
 from sdn.data.demo_data import make_demo_data
 from sdn.data.demo_phrasings import HELD_OUT_TEMPLATES, held_out_captions
@@ -42,26 +40,24 @@ def main() -> None:
     p.add_argument("seed", type=int, help="the seed the run's data was made with")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     a = p.parse_args()
-    generator = generator_from_checkpoint(load_checkpoint(a.run))
+    checkpoint = load_checkpoint(a.run)
+    generator = generator_from_checkpoint(checkpoint)
     data = make_demo_data(64, a.seed, background="flat")
     train, test = data.subset("train"), data.subset("test")
     encoder = build_text_encoder("all-minilm-l6-v2")
     classifier, _ = load_or_train()
     captions, synonym = held_out_captions(test.attributes, a.seed)
     vectors = encode_unique(encoder, captions).float()
-    drawn = Sampler(generator, "bf16")(vectors)[:, 0]
+    drawn = Sampler(generator, checkpoint["config"]["precision"])(vectors)[:, 0]
     shape_drawn, _ = classify_shapes(classifier, drawn)
     place_drawn = [cell_of(c) for c in object_centres(drawn)]
 
     # What the caption vector says, read as the generator reads it (standardised with the training captions).
-    per_image = len(train.captions[0])
-    x = encode_unique(encoder, [c for cs in train.captions for c in cs]).float()
-    mean, std = x.mean(0), x.std(0)
+    x, mean, std = training_vectors(encoder, train)
     read = {}
     for attribute in ("shape", "position"):
-        names = sorted({q[attribute] for q in train.attributes})
-        y = torch.tensor([names.index(q[attribute]) for q in train.attributes for _ in range(per_image)])
-        predict = fit_probe((x - mean) / std, y, len(names), decayed=True, seed=a.seed)
+        names, y = labels(train.attributes, attribute, len(train.captions[0]))
+        predict = fit_probe(x, y, len(names), decayed=True, seed=a.seed)
         read[attribute] = [names[i] for i in predict((vectors - mean) / std).tolist()]
 
     rows = []
