@@ -27,6 +27,9 @@ film-words-s1/s2: a patch of this file, key names caption_film.N); it is now the
 --more-templates, a fifth (session 13, it did not help the held-out phrasings): the training captions are
 written in 20 templates instead of 7 (EXTRA_TRAINING_TEMPLATES; the run stops if any training caption uses a
 held-out phrase), to see whether a generator taught more sentence frames reads unseen ones.
+The paraphrase reader was first measured here as a probe too (session 14, rows para1-s0/s1, key
+"paraphrase_reader (probe)": 1.0, the ratio): it is now the training switch `text_scaling=paraphrase`
+(sdn.networks.caption_input.paraphrase_directions, the same map).
 """
 
 from __future__ import annotations

@@ -78,7 +78,8 @@ def _add_training_args(p: argparse.ArgumentParser, demo: bool) -> None:
                         "(StackGAN's conditioning augmentation, fixed variance; 0: none, the paper)")
     g.add_argument("--text-scaling", choices=r.text_scalings, default=c.text_scaling,
                    help="how G standardises a caption vector: dimension (each by its own spread over the training "
-                        "captions, the default) or global (one spread for all)")
+                        "captions, the paper's default), global (one spread for all) or paraphrase (only the directions "
+                        "in which different images' captions differ more than one image's captions do)")
     g.add_argument("--caption-mix", action=argparse.BooleanOptionalAction, default=c.caption_mix,
                    help="training only: each step reads a random blend of two of the image's own captions "
                         "(off: one caption per step, the paper)")

@@ -94,11 +94,14 @@ class Generator(StandardisedCaptions):
         through g-fc8). An addition beyond the paper: a caption's colour can then be set by the last layers
         whatever the shape above them, and it lifted the demo's unseen colour-shape pairs most of any lever
         (docs/demo-levers.md).
+    caption_projection: hold the "paraphrase" text scaling's projection (sdn.networks.caption_input), so
+        the caption is read only along the directions in which different images' captions differ more
+        than one image's paraphrases do; the text_scaling setting of a run decides it.
     """
 
     def __init__(self, taps: tuple[Tap, ...], resolution: int, text_dim: int, fc_dim: int = 4096, n_outputs: int = 1,
                  pair_preactivation: bool = True, grad_checkpointing: bool = False, matmul_convs: bool = False,
-                 caption_film: bool = False):
+                 caption_film: bool = False, caption_projection: bool = False):
         super().__init__()
         check_resolution(resolution)
         self.taps, self.resolution, self.n_outputs = tuple(taps), resolution, n_outputs
@@ -106,7 +109,8 @@ class Generator(StandardisedCaptions):
         self.grad_checkpointing = grad_checkpointing
         deepest = taps[-1]
         self.top_shape = (deepest.channels, resolution // deepest.stride, resolution // deepest.stride)
-        self.register_caption_statistics(text_dim)  # set from the training captions by `set_text_statistics`
+        # set from the training captions by `set_text_statistics`
+        self.register_caption_statistics(text_dim, caption_projection)
         self.fc = nn.Sequential(
             nn.Linear(text_dim, fc_dim), nn.ReLU(),  # g-fc8
             nn.Linear(fc_dim, fc_dim), nn.ReLU(),  # g-fc7

@@ -52,15 +52,17 @@ class _Head(nn.Module):
 class ProjectedDiscriminator(StandardisedCaptions):
     """critic(taps, text) -> one logit per image; `taps` are all the teacher's taps (as the teacher
     returns them), `text` the caption vectors. `tap_scales` (one per teacher tap, None = 1) divide the
-    taps first, so every head sees features of about unit size."""
+    taps first, so every head sees features of about unit size. caption_projection: read captions through
+    the "paraphrase" text scaling's projection (sdn.networks.caption_input)."""
 
-    def __init__(self, taps: Sequence[Tap], text_dim: int, tap_scales: Sequence[float] | torch.Tensor | None = None, width: int = 64):
+    def __init__(self, taps: Sequence[Tap], text_dim: int, tap_scales: Sequence[float] | torch.Tensor | None = None, width: int = 64,
+                 caption_projection: bool = False):
         super().__init__()
         self.tap_indices = critic_taps(taps)
         self.heads = nn.ModuleList(_Head(taps[i].channels, text_dim, width) for i in self.tap_indices)
         scales = torch.ones(len(taps)) if tap_scales is None else torch.as_tensor(tap_scales, dtype=torch.float32)
         self.register_buffer("inverse_scales", 1 / scales[self.tap_indices])
-        self.register_caption_statistics(text_dim)
+        self.register_caption_statistics(text_dim, caption_projection)
 
     def forward(self, taps: Sequence[torch.Tensor], text: torch.Tensor) -> torch.Tensor:
         text = self.standardise_text(text)

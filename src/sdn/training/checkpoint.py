@@ -27,7 +27,7 @@ from sdn.utils import atomic_write
 # Settings that fix the generator's architecture or meaning; a checkpoint only fits a run that agrees.
 # "method": "sdn" or a GAN baseline (sdn.baselines); checkpoints written before it existed are SDN's.
 ARCHITECTURE_KEYS = ("method", "teacher", "resolution", "text_encoder", "text_dim", "fc_dim", "n_outputs", "noise_dim", "gf_dim",
-                     "df_dim", "text_proj_dim", "caption_film")
+                     "df_dim", "text_proj_dim", "caption_film", "text_scaling")  # text_scaling: "paraphrase" adds a buffer
 LATEST = "checkpoint-latest.pt"
 EXPORT = "generator.safetensors"
 _NUMBERED = re.compile(r"checkpoint-(\d+)\.pt")
@@ -179,7 +179,7 @@ TRAINING_KEYS = ARCHITECTURE_KEYS + (
     "teacher_init", "teacher_pooling", "scheme", "pair_preactivation", "stage1_epochs", "stage2_epochs", "batch_size",
     "lr", "tap_weights", "loss_reduction", "pixel_weight", "diverse_mean_weight", "precision", "seed",
     "stage2_pixel_weight", "tap_profile", "teacher_input_size", "stage1_inputs", "tap_distance", "pixel_distance", "ema_decay",
-    "lr_decay", "caption_noise", "caption_mix", "text_scaling", "adversarial_weight", "critic_lr", "critic_wrong_captions",
+    "lr_decay", "caption_noise", "caption_mix", "adversarial_weight", "critic_lr", "critic_wrong_captions",
 )
 # Training longer (or shorter) is what resuming is for: allowed, but recorded like any change.
 _LENGTH_KEYS = ("stage1_epochs", "stage2_epochs")
@@ -214,7 +214,8 @@ def generator_from_checkpoint(ckpt: dict) -> torch.nn.Module:
         generator = build_generator(cfg)
     else:
         generator = Generator(teacher_taps(cfg["teacher"]), cfg["resolution"], cfg["text_dim"], cfg["fc_dim"], cfg["n_outputs"],
-                              caption_film=cfg.get("caption_film", _OLD_DEFAULTS["caption_film"]))
+                              caption_film=cfg.get("caption_film", _OLD_DEFAULTS["caption_film"]),
+                              caption_projection=cfg.get("text_scaling", _OLD_DEFAULTS["text_scaling"]) == "paraphrase")
     try:  # a run with a weight average draws with it (sdn.training.average)
         generator.load_state_dict(ckpt.get("generator_average", ckpt["generator"]))
     except RuntimeError as e:

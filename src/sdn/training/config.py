@@ -55,7 +55,10 @@ class TrainingConfig:
     # augmentation in its fixed-variance form (0: none, the paper)
     text_scaling: str = "dimension"  # how G standardises a caption vector with the training captions' statistics:
     # "dimension" (each dimension by its own spread) or "global" (one spread for all, so directions the
-    # training sentences never vary are not amplified for a caption worded otherwise; sdn.networks.caption_input)
+    # training sentences never vary are not amplified for a caption worded otherwise) or "paraphrase" (only
+    # the directions in which different images' captions differ more than one image's captions do, each
+    # scaled to unit spread: G reads the meaning, not the sentence frame; needs >= 2 captions per image;
+    # sdn.networks.caption_input.paraphrase_directions)
     caption_mix: bool = False  # training only: each step reads a random blend of two of the image's own captions
     # (weights uniform in [0, 1], the blend rescaled to the two vectors' length), so G sees the space between
     # phrasings of one meaning, not only the sentences (False: one caption, the paper; sdn.data.batches.caption_blend)

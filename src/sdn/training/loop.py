@@ -144,10 +144,13 @@ def _build_networks(a: SimpleNamespace, config: dict, ckpt: dict | None, train: 
                                 a.teacher_input_size).to(dev)
     embeddings = caption_embeddings(train, config["text_encoder"], a.text_encoder_instance)
     config["text_dim"] = embeddings.shape[-1]
+    if a.text_scaling == "paraphrase" and embeddings.shape[1] < 2:
+        raise UserError("--text-scaling paraphrase needs at least two captions per training image (they are its paraphrases)")
     if ckpt is not None:
         check_compatible(ckpt["config"], config, "this run")
     generator = Generator(teacher_net.taps, config["resolution"], config["text_dim"], a.fc_dim, a.n_outputs, a.pair_preactivation,
-                          a.grad_checkpointing, a.matmul_convs, a.caption_film).to(dev)
+                          a.grad_checkpointing, a.matmul_convs, a.caption_film,
+                          caption_projection=a.text_scaling == "paraphrase").to(dev)
     memory_format = torch.channels_last if a.channels_last else torch.contiguous_format
     if a.teacher_fusion:
         teacher_net = fuse_teacher(teacher_net, a.precision)
@@ -165,7 +168,8 @@ def _build_critic(a, teacher_net, state, embeddings, ckpt, dev, world):
         return None
     from sdn.networks.projected_discriminator import ProjectedDiscriminator
 
-    critic = ProjectedDiscriminator(teacher_net.taps, embeddings.shape[-1], state.tap_scales).to(dev)
+    critic = ProjectedDiscriminator(teacher_net.taps, embeddings.shape[-1], state.tap_scales,
+                                    caption_projection=a.text_scaling == "paraphrase").to(dev)
     optimizer = make_adam(critic.parameters(), a.critic_lr, a.adam)  # the implementation --adam names
     for group in optimizer.param_groups:
         group["betas"] = (0.0, 0.99)  # as Projected GAN
@@ -173,7 +177,7 @@ def _build_critic(a, teacher_net, state, embeddings, ckpt, dev, world):
         critic.load_state_dict(ckpt["critic"])
         optimizer.load_state_dict(ckpt["critic_optimizer"])
     else:
-        critic.set_text_statistics(embeddings.flatten(0, 1).to(dev), a.text_scaling)
+        critic.set_text_statistics(embeddings.to(dev), a.text_scaling)
     distributed.broadcast_parameters(critic, world)
     return critic, optimizer
 
@@ -200,7 +204,7 @@ def _start(a, ckpt, generator, optimizer, teacher_net, train, embeddings, dev, w
         set_rng_states(ckpt.get("rng"), world)
         return _State(ckpt["step"], ckpt.get("history", []), ckpt.get("skipped_steps", 0), start_epoch, start_image,
                       ckpt["tap_weights"], ckpt["tap_scales"])
-    generator.set_text_statistics(embeddings.flatten(0, 1).to(dev), a.text_scaling)
+    generator.set_text_statistics(embeddings.to(dev), a.text_scaling)
     if a.tap_weights == "inverse-mean":
         # Sample a fixed subset: the scales are typical sizes, not exact statistics.
         sample = train.images[torch.randperm(len(train), generator=torch.Generator().manual_seed(a.seed))[:512]]
