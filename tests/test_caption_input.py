@@ -13,9 +13,11 @@ from sdn.training.loop import training_loop
 TINY = dict(teacher="efficientnet-lite0", text_encoder="test-hash", fc_dim=32, batch_size=8, progress=False)
 
 
-def _paraphrased(images: int = 40, captions: int = 4, seed: int = 0) -> torch.Tensor:
+def _paraphrased(images: int = 4000, captions: int = 4, seed: int = 0) -> torch.Tensor:
     """(images, captions, 6) vectors: dims 0-1 carry the image's meaning (shared by its captions), dims
-    2-3 the wording (each caption its own), dims 4-5 never move."""
+    2-3 the wording (each caption its own), dims 4-5 never move. The wording is loud enough that even the
+    image means vary more along it (9 / 4) than along the meaning (1): the image means' own principal
+    axes would be the wording's."""
     g = torch.Generator().manual_seed(seed)
     meaning = torch.randn(images, 1, 2, generator=g).expand(images, captions, 2)
     wording = 3 * torch.randn(images, captions, 2, generator=g)

@@ -12,26 +12,31 @@ import torch
 from torch import nn
 
 TEXT_SCALINGS = ("dimension", "global", "paraphrase")
-# The "paraphrase" reader keeps the directions along which captions of different images differ more
-# than this many times as much as captions of one image do (Fisher's ratio, between / within)...
+# How many directions the "paraphrase" reader keeps: as many as there are independent directions along
+# which captions of different images differ more than this many times as much as captions of one image
+# do (Fisher's ratio, between / within)...
 PARAPHRASE_RATIO = 1.0
-# ...with this share of the mean variance added to the within-image covariance, so that directions no
-# training caption moves (a ratio of 0 / 0) count as wording, not meaning.
+# ...with this share of the mean variance added to the within-image covariance for that count, so that
+# directions no training caption moves (a ratio of 0 / 0) count as wording, not meaning.
 PARAPHRASE_RIDGE = 0.1
 
 
 def paraphrase_directions(embeddings: torch.Tensor, ratio: float = PARAPHRASE_RATIO, ridge: float = PARAPHRASE_RIDGE) -> torch.Tensor:
     """embeddings (images, captions per image, dim): the training captions, grouped by image. Returns
-    (dim, dim): the directions, as columns, along which the captions of different images differ more
-    than `ratio` times as much as the captions of one image (a linear discriminant analysis with each
-    image a class: an image's captions are paraphrases of one meaning), each scaled to unit spread over
-    the training captions; the remaining columns are 0, so a network's first layer keeps its width.
+    (dim, dim): as columns, the k principal directions of the meanings (the image means' covariance less
+    the wording's share of it), each scaled to unit spread over the training captions, then dim - k zero columns (a
+    network's first layer keeps its width). k is the number of directions along which the captions of
+    different images differ more than `ratio` times as much as the captions of one image (a linear
+    discriminant analysis with each image a class: an image's captions are paraphrases of one meaning).
 
     Why: a sentence vector moves with the wording as well as with the meaning; a generator that reads
     every direction learns the training sentences' frames and draws a caption worded otherwise from a
-    part of its input it never saw (the demo's held-out phrasings, docs/demo-levers.md). Reed et al.'s
-    caption embeddings, which the paper uses, were trained so that captions of one class agree; this is
-    that idea as a fixed linear map fitted on the training captions, without training the encoder."""
+    part of its input it never saw (the demo's held-out phrasings, docs/demo-levers.md). The directions
+    themselves are the meanings' principal axes, not the discriminant's: the discriminant whitens by
+    the training wordings' spread and so reads a word those wordings never used by its noise ("disc"
+    came out nearer "square" than "circle" on the demo), where the principal axes keep the encoder's own
+    geometry. Reed et al.'s caption embeddings, which the paper uses, were trained so that captions of
+    one class agree; this is that idea as a fixed linear map fitted on the training captions."""
     if embeddings.dim() != 3 or embeddings.shape[1] < 2:
         raise ValueError("the paraphrase text scaling needs at least two captions per training image")
     x = embeddings.double()
@@ -41,12 +46,16 @@ def paraphrase_directions(embeddings: torch.Tensor, ratio: float = PARAPHRASE_RA
     within = within.T @ within / len(within)
     centred_means = image_means - x.flatten(0, 1).mean(0)
     between = centred_means.T @ centred_means / len(centred_means)
-    within = within + ridge * (within + between).trace() / dim * torch.eye(dim, dtype=x.dtype)
-    inverse_root = torch.linalg.inv(torch.linalg.cholesky(within))
-    ratios, rotation = torch.linalg.eigh(inverse_root @ between @ inverse_root.T)
-    directions = (inverse_root.T @ rotation)[:, ratios > ratio]
+    regularised = within + ridge * (within + between).trace() / dim * torch.eye(dim, dtype=x.dtype)
+    inverse_root = torch.linalg.inv(torch.linalg.cholesky(regularised))
+    kept = int((torch.linalg.eigvalsh(inverse_root @ between @ inverse_root.T) > ratio).sum())
+    # The image means' covariance less what the wording adds to a mean of m captions (their spread / m,
+    # the within-image spread taken unbiased): the covariance of the meanings themselves.
+    m = x.shape[1]
+    meanings = between - within / (m - 1)
+    directions = torch.linalg.eigh(meanings).eigenvectors.flip(1)[:, :kept]  # largest variance first
     directions = directions / ((x.flatten(0, 1) - x.flatten(0, 1).mean(0)) @ directions).std(0)
-    return torch.cat([directions, directions.new_zeros(dim, dim - directions.shape[1])], 1).float()
+    return torch.cat([directions, directions.new_zeros(dim, dim - kept)], 1).float()
 
 
 class StandardisedCaptions(nn.Module):
