@@ -10,7 +10,8 @@ from sdn.networks.caption_input import StandardisedCaptions, paraphrase_directio
 from sdn.training.checkpoint import export_generator, generator_from_checkpoint, load_checkpoint, load_export
 from sdn.training.loop import training_loop
 
-TINY = dict(teacher="efficientnet-lite0", text_encoder="test-hash", fc_dim=32, batch_size=8, progress=False)
+# A bag of colour words: an image's captions agree on its colour, so there is a meaning to keep.
+TINY = dict(teacher="efficientnet-lite0", text_encoder="test-colour", fc_dim=32, batch_size=8, progress=False)
 
 
 def _paraphrased(images: int = 4000, captions: int = 4, seed: int = 0) -> torch.Tensor:
@@ -41,6 +42,8 @@ def test_paraphrase_directions_keep_the_meaning_and_drop_the_wording():
     assert moved[4:].norm(dim=1).max() < 0.05 * moved[:2].norm(dim=1).min()
     with pytest.raises(ValueError, match="at least two captions per training image"):
         paraphrase_directions(x[:, :1])
+    with pytest.raises(ValueError, match="found no direction in which different images' captions differ more"):
+        paraphrase_directions(torch.randn(40, 4, 6, generator=torch.Generator().manual_seed(0)))  # captions unrelated to their image
 
 
 def test_a_network_reads_captions_through_the_projection_only_when_built_for_it():

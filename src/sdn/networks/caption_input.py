@@ -49,6 +49,9 @@ def paraphrase_directions(embeddings: torch.Tensor, ratio: float = PARAPHRASE_RA
     regularised = within + ridge * (within + between).trace() / dim * torch.eye(dim, dtype=x.dtype)
     inverse_root = torch.linalg.inv(torch.linalg.cholesky(regularised))
     kept = int((torch.linalg.eigvalsh(inverse_root @ between @ inverse_root.T) > ratio).sum())
+    if kept == 0:
+        raise ValueError("the paraphrase text scaling found no direction in which different images' captions differ more "
+                         "than one image's captions do (does the text encoder carry the captions' meaning?)")
     # The image means' covariance less what the wording adds to a mean of m captions (their spread / m,
     # the within-image spread taken unbiased): the covariance of the meanings themselves.
     m = x.shape[1]

@@ -204,7 +204,10 @@ def _start(a, ckpt, generator, optimizer, teacher_net, train, embeddings, dev, w
         set_rng_states(ckpt.get("rng"), world)
         return _State(ckpt["step"], ckpt.get("history", []), ckpt.get("skipped_steps", 0), start_epoch, start_image,
                       ckpt["tap_weights"], ckpt["tap_scales"])
-    generator.set_text_statistics(embeddings.to(dev), a.text_scaling)
+    try:
+        generator.set_text_statistics(embeddings.to(dev), a.text_scaling)
+    except ValueError as e:
+        raise UserError(f"--text-scaling {a.text_scaling}: {e}") from None
     if a.tap_weights == "inverse-mean":
         # Sample a fixed subset: the scales are typical sizes, not exact statistics.
         sample = train.images[torch.randperm(len(train), generator=torch.Generator().manual_seed(a.seed))[:512]]
