@@ -1,5 +1,6 @@
 """Is the demo's caption encoder the bottleneck? A linear probe (softmax regression on the
-standardised MiniLM vectors of all five training captions of each image, as the generator sees them)
+standardised MiniLM vectors of all five training captions of each image, as a generator with the
+`dimension` text scaling sees them; the demo's now reads them with `paraphrase`, see demo_paraphrase_reading.py)
 predicts each caption's shape, colour and position; printed: its accuracy on training captions, on
 unseen-pair captions and on the held-out phrasings (and, for shape, on those naming it by a synonym).
 
@@ -42,7 +43,7 @@ def probe(x, y, sets, classes: int, decayed: bool, seed: int, steps: int = 300) 
 
 
 def training_vectors(encoder, train):
-    """All training captions' vectors, standardised as the generator reads them, and the mean and spread
+    """All training captions' vectors, standardised per dimension (the `dimension` text scaling), and the mean and spread
     that standardise any other caption the same way."""
     x = encode_unique(encoder, [c for cs in train.captions for c in cs]).float()
     mean, std = x.mean(0), x.std(0)
