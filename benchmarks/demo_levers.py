@@ -28,8 +28,10 @@ film-words-s1/s2: a patch of this file, key names caption_film.N); it is now the
 written in 20 templates instead of 7 (EXTRA_TRAINING_TEMPLATES; the run stops if any training caption uses a
 held-out phrase), to see whether a generator taught more sentence frames reads unseen ones.
 The paraphrase reader was first measured here as a probe too (session 14, rows para1-s0/s1, key
-"paraphrase_reader (probe)": 1.0, the ratio): it is now the training switch `text_scaling=paraphrase`
-(sdn.networks.caption_input.paraphrase_directions, the same map).
+"paraphrase_reader (probe)": 1.0, the ratio; the whitened discriminant's directions): it is now the training
+switch `text_scaling=paraphrase` (sdn.networks.caption_input.paraphrase_directions), which keeps the meanings'
+principal axes instead. Rows para-ridge10-s0/s1 ran `--set text_scaling=paraphrase` at commit 9e2d700 (the
+switch's first, whitened form) with its ridge and ratio patched to 10 and 0.095 (recorded in the rows).
 """
 
 from __future__ import annotations
