@@ -13,6 +13,7 @@ The gap between the two is what a generator could gain from projecting captions 
 """
 
 import argparse
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -42,12 +43,27 @@ def probe(x, y, sets, classes: int, decayed: bool, seed: int, steps: int = 300) 
     return [(predict(xs) == ys).float().mean().item() for xs, ys in sets]
 
 
-def training_vectors(encoder, train):
+def training_vectors(encoder, train, x: torch.Tensor | None = None):
     """All training captions' vectors, standardised per dimension (the `dimension` text scaling), and the mean and spread
-    that standardise any other caption the same way."""
-    x = encode_unique(encoder, [c for cs in train.captions for c in cs]).float()
+    that standardise any other caption the same way. x: their raw vectors, if already encoded."""
+    x = encode_unique(encoder, [c for cs in train.captions for c in cs]).float() if x is None else x.flatten(0, -2)
     mean, std = x.mean(0), x.std(0)
     return (x - mean) / std, mean, std
+
+
+def demo_captions(seed: int) -> SimpleNamespace:
+    """The demo data of `seed` and its captions' raw MiniLM vectors: train, test, encoder, train_vectors
+    (images, captions per image, dim), unseen (each test image's first caption), held_out (one held-out
+    phrasing per test image, `held_out_captions`), and synonym (whether it names the shape by a synonym)."""
+    data = make_demo_data(64, seed, background="flat")
+    encoder = build_text_encoder("all-minilm-l6-v2")
+    train, test = data.subset("train"), data.subset("test")
+    held_out_text, synonym = held_out_captions(test.attributes, seed)
+    train_vectors = encode_unique(encoder, [c for cs in train.captions for c in cs]).float().unflatten(0, (len(train), -1))
+    return SimpleNamespace(train=train, test=test, encoder=encoder, train_vectors=train_vectors,
+                           unseen=encode_unique(encoder, [c[0] for c in test.captions]).float(),
+                           held_out_text=held_out_text, held_out=encode_unique(encoder, held_out_text).float(),
+                           synonym=torch.tensor(synonym))
 
 
 def labels(attributes: list[dict], attribute: str, repeat: int = 1) -> tuple[list[str], torch.Tensor]:
@@ -60,14 +76,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
-    data = make_demo_data(64, a.seed, background="flat")
-    encoder = build_text_encoder("all-minilm-l6-v2")
-    train, test = data.subset("train"), data.subset("test")
-    per_image = len(train.captions[0])
-    x, mean, std = training_vectors(encoder, train)
-    held_out, synonym = held_out_captions(test.attributes, a.seed)
-    x_test, x_held = ((encode_unique(encoder, captions).float() - mean) / std for captions in ([c[0] for c in test.captions], held_out))
-    synonym = torch.tensor(synonym)
+    d = demo_captions(a.seed)
+    train, test, synonym = d.train, d.test, d.synonym
+    per_image = d.train_vectors.shape[1]
+    x, mean, std = training_vectors(d.encoder, train, d.train_vectors)
+    x_test, x_held = ((v - mean) / std for v in (d.unseen, d.held_out))
     print(f"{len(x)} training captions, {len(x_test)} unseen-pair captions, {len(x_held)} held-out phrasings "
           f"({int(synonym.sum())} naming the shape by a synonym)")
     for decayed in (True, False):

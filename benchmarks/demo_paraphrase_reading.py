@@ -18,11 +18,10 @@ each shape word still says its shape.
 import argparse
 
 import torch
+from demo_caption_probe import demo_captions
 
-from sdn.data.demo_data import make_demo_data
-from sdn.data.demo_phrasings import HELD_OUT_SHAPE_WORDS, held_out_captions
+from sdn.data.demo_phrasings import HELD_OUT_SHAPE_WORDS
 from sdn.networks.caption_input import StandardisedCaptions, paraphrase_directions
-from sdn.networks.text import build_text_encoder, encode_unique
 
 ATTRIBUTES = ("colour", "shape", "size", "position")
 
@@ -49,14 +48,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
-    data = make_demo_data(64, a.seed, background="flat")
-    encoder = build_text_encoder("all-minilm-l6-v2")
-    train, test = data.subset("train"), data.subset("test")
-    per_image = len(train.captions[0])
-    x = encode_unique(encoder, [c for cs in train.captions for c in cs]).float().unflatten(0, (len(train), per_image))
-    held_out, _ = held_out_captions(test.attributes, a.seed)
-    x_unseen = encode_unique(encoder, [c[0] for c in test.captions]).float()
-    x_held = encode_unique(encoder, held_out).float()
+    d = demo_captions(a.seed)
+    train, test, held_out = d.train, d.test, d.held_out_text
+    x, x_unseen, x_held = d.train_vectors, d.unseen, d.held_out
+    per_image = x.shape[1]
     kept = int((paraphrase_directions(x).abs().sum(0) > 0).sum())
     print(f"seed {a.seed}: {len(x) * per_image} training captions; the paraphrase reading keeps {kept} of {x.shape[-1]} directions")
     print("distance to the nearest training caption (median, over the training captions' median length):")
@@ -67,10 +62,8 @@ def main() -> None:
         length = z.norm(dim=1).median()
         near = [torch.cdist(v, z).min(1).values.median() / length for v in (z_unseen, z_held)]
         print(f"  {scaling:<10} unseen-pair captions {near[0]:.2f}   held-out phrasings {near[1]:.2f}")
+    # z and z_held are the paraphrase reading's now (the loop's last)
     names = {q: sorted({im[q] for im in train.attributes}) for q in ATTRIBUTES}
-    with torch.no_grad():
-        z = reading("paraphrase", x).standardise_text(x.flatten(0, 1))
-        z_held = reading("paraphrase", x).standardise_text(x_held)
     model = torch.linalg.lstsq(design(train.attributes, names, per_image), z).solution
     explained = 1 - (z - design(train.attributes, names, per_image) @ model).square().sum() / z.square().sum()
     lo = 1 + len(names["colour"])

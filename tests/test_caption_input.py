@@ -7,7 +7,12 @@ import torch
 from sdn.data.demo_data import make_demo_data
 from sdn.errors import UserError
 from sdn.networks.caption_input import StandardisedCaptions, paraphrase_directions
-from sdn.training.checkpoint import export_generator, generator_from_checkpoint, load_checkpoint, load_export
+from sdn.training.checkpoint import (
+    export_generator,
+    generator_from_checkpoint,
+    load_checkpoint,
+    load_export,
+)
 from sdn.training.loop import training_loop
 
 # A bag of colour words: an image's captions agree on its colour, so there is a meaning to keep.

@@ -41,10 +41,12 @@ def paraphrase_directions(embeddings: torch.Tensor, ratio: float = PARAPHRASE_RA
         raise ValueError("the paraphrase text scaling needs at least two captions per training image")
     x = embeddings.double()
     dim = x.shape[-1]
+    mean = x.flatten(0, 1).mean(0)
+    centred = x.flatten(0, 1) - mean
     image_means = x.mean(1)
     within = (x - image_means[:, None]).flatten(0, 1)
     within = within.T @ within / len(within)
-    centred_means = image_means - x.flatten(0, 1).mean(0)
+    centred_means = image_means - mean
     between = centred_means.T @ centred_means / len(centred_means)
     regularised = within + ridge * (within + between).trace() / dim * torch.eye(dim, dtype=x.dtype)
     inverse_root = torch.linalg.inv(torch.linalg.cholesky(regularised))
@@ -57,7 +59,7 @@ def paraphrase_directions(embeddings: torch.Tensor, ratio: float = PARAPHRASE_RA
     m = x.shape[1]
     meanings = between - within / (m - 1)
     directions = torch.linalg.eigh(meanings).eigenvectors.flip(1)[:, :kept]  # largest variance first
-    directions = directions / ((x.flatten(0, 1) - x.flatten(0, 1).mean(0)) @ directions).std(0)
+    directions = directions / (centred @ directions).std(0)
     return torch.cat([directions, directions.new_zeros(dim, dim - kept)], 1).float()
 
 
