@@ -32,6 +32,10 @@ The paraphrase reader was first measured here as a probe too (session 14, rows p
 switch `text_scaling=paraphrase` (sdn.networks.caption_input.paraphrase_directions), which keeps the meanings'
 principal axes instead. Rows para-ridge10-s0/s1 ran `--set text_scaling=paraphrase` at commit 9e2d700 (the
 switch's first, whitened form) with its ridge and ratio patched to 10 and 0.095 (recorded in the rows).
+--meaning-jitter LOW [--meaning-mix], a sixth (session 15, it cost shape everywhere): while training, each
+direction of G's read caption is scaled by its own factor from [LOW, 1] (or, with --meaning-mix, the caption
+is moved towards another caption of the batch by a share from [0, 1 - LOW]), to see whether a generator
+taught to draw a weakened reading in full draws the held-out synonyms, which MiniLM says weakly.
 """
 
 from __future__ import annotations
@@ -166,6 +170,27 @@ def more_templates() -> None:
     demo_data._caption = _caption
 
 
+def attenuate_the_meaning(low: float, mix: bool) -> None:
+    """Patches Generator to read, while training, each caption's meaning attenuated: every direction of
+    its standardised caption scaled by its own factor drawn from [low, 1] (--meaning-jitter), or, with
+    mix, the whole caption moved towards another caption of the batch by a share drawn from [0, 1 - low]
+    (the image drawn stays the caption's own). A caption worded as training never worded it says its
+    shape at a third to two thirds of a training word's strength (docs/demo-levers.md, session 14): a
+    generator that has learnt to draw a weak reading in full might draw it."""
+    original = Generator.standardise_text
+
+    def standardise_text(self, text):
+        caption = original(self, text)
+        if not (self.training and torch.is_grad_enabled()):
+            return caption
+        if mix:
+            share = torch.rand(len(caption), 1, device=caption.device) * (1 - low)
+            return caption + share * (caption.roll(1, 0) - caption)
+        return caption * torch.empty_like(caption).uniform_(low, 1.0)
+
+    Generator.standardise_text = standardise_text
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("name", help="the row's name (also its run folder)")
@@ -182,6 +207,8 @@ def main() -> None:
     p.add_argument("--fc-dropout", type=float, default=None, metavar="P", help="probe: dropout after g-fc8 and g-fc7")
     p.add_argument("--shape-words", action="store_true", help="probe: training captions name shapes in three ways")
     p.add_argument("--more-templates", action="store_true", help="probe: training captions in 20 templates instead of 7")
+    p.add_argument("--meaning-jitter", type=float, default=None, metavar="LOW", help="probe: while training, scale each caption direction by U(LOW, 1)")
+    p.add_argument("--meaning-mix", action="store_true", help="probe: with --meaning-jitter, move each caption towards another's by U(0, 1 - LOW) instead")
     p.add_argument("--session", type=int, default=None, help="the working session, recorded in the row")
     a = p.parse_args()
     changes = {k: _value(v) for k, v in (s.split("=", 1) for s in a.set)}
@@ -210,6 +237,9 @@ def main() -> None:
     if a.fc_dropout:
         changes["fc_dropout (probe)"] = a.fc_dropout
         drop_out_in_the_fc_layers(a.fc_dropout)
+    if a.meaning_jitter is not None:
+        changes[f"meaning_{'mix' if a.meaning_mix else 'jitter'} (probe)"] = a.meaning_jitter
+        attenuate_the_meaning(a.meaning_jitter, a.meaning_mix)
     started = time.perf_counter()
     path = training_loop(data, out, seed=a.seed, progress=False, text_encoder_instance=encoder, overwrite=True,
                          max_seconds=a.seconds, checkpoint_every=None, **settings)
