@@ -211,6 +211,8 @@ def main() -> None:
     p.add_argument("--meaning-mix", action="store_true", help="probe: with --meaning-jitter, move each caption towards another's by U(0, 1 - LOW) instead")
     p.add_argument("--session", type=int, default=None, help="the working session, recorded in the row")
     a = p.parse_args()
+    if a.meaning_mix and a.meaning_jitter is None:
+        p.error("--meaning-mix needs --meaning-jitter LOW (the blend's share is drawn from [0, 1 - LOW])")
     changes = {k: _value(v) for k, v in (s.split("=", 1) for s in a.set)}
     settings = {k: v for k, v in preset_kwargs("demo").items() if k not in ("seed", "checkpoint_every")}
     settings.update(changes)
