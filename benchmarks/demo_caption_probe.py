@@ -13,6 +13,7 @@ The gap between the two is what a generator could gain from projecting captions 
 """
 
 import argparse
+from pathlib import Path
 from types import SimpleNamespace
 
 import torch
@@ -51,12 +52,31 @@ def training_vectors(encoder, train, x: torch.Tensor | None = None):
     return (x - mean) / std, mean, std
 
 
-def demo_captions(seed: int) -> SimpleNamespace:
-    """The demo data of `seed` and its captions' raw MiniLM vectors: train, test, encoder, train_vectors
-    (images, captions per image, dim), unseen (each test image's first caption), held_out (one held-out
-    phrasing per test image, `held_out_captions`), and synonym (whether it names the shape by a synonym)."""
+class SentenceTransformerFolder:
+    """Any sentence-transformers model saved in a local folder (e.g. all-mpnet-base-v2), as a text encoder
+    for these probes: unit-length embeddings, as the package's MiniLM gives. Needs sentence-transformers
+    (the test extras); nothing is downloaded (HF_HUB_OFFLINE)."""
+
+    def __init__(self, folder: str):
+        import os
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(folder, device="cpu")
+        self.name, self.dim = Path(folder).name, int(self.encode(["a"]).shape[1])
+
+    def encode(self, captions) -> torch.Tensor:
+        return torch.as_tensor(self.model.encode(list(captions), batch_size=256, normalize_embeddings=True)).float()
+
+
+def demo_captions(seed: int, encoder_folder: str | None = None) -> SimpleNamespace:
+    """The demo data of `seed` and its captions' raw vectors (MiniLM's, or those of the sentence-transformers
+    model in `encoder_folder`): train, test, encoder, train_vectors (images, captions per image, dim), unseen
+    (each test image's first caption), held_out (one held-out phrasing per test image, `held_out_captions`),
+    and synonym (whether it names the shape by a synonym)."""
     data = make_demo_data(64, seed, background="flat")
-    encoder = build_text_encoder("all-minilm-l6-v2")
+    encoder = SentenceTransformerFolder(encoder_folder) if encoder_folder else build_text_encoder("all-minilm-l6-v2")
     train, test = data.subset("train"), data.subset("test")
     held_out_text, synonym = held_out_captions(test.attributes, seed)
     train_vectors = encode_unique(encoder, [c for cs in train.captions for c in cs]).float().unflatten(0, (len(train), -1))
@@ -75,8 +95,9 @@ def labels(attributes: list[dict], attribute: str, repeat: int = 1) -> tuple[lis
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--encoder-folder", default=None, metavar="DIR", help="a sentence-transformers model folder instead of MiniLM")
     a = p.parse_args()
-    d = demo_captions(a.seed)
+    d = demo_captions(a.seed, a.encoder_folder)
     train, test, synonym = d.train, d.test, d.synonym
     per_image = d.train_vectors.shape[1]
     x, mean, std = training_vectors(d.encoder, train, d.train_vectors)

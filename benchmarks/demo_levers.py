@@ -36,11 +36,16 @@ switch's first, whitened form) with its ridge and ratio patched to 10 and 0.095 
 direction of G's read caption is scaled by its own factor from [LOW, 1] (or, with --meaning-mix, the caption
 is moved towards another caption of the batch by a share from [0, 1 - LOW]), to see whether a generator
 taught to draw a weakened reading in full draws the held-out synonyms, which MiniLM says weakly.
+--encoder-folder DIR, a seventh (session 16): the captions are read by another sentence encoder, a
+sentence-transformers model saved in DIR (all-mpnet-base-v2 in session 16), instead of the package's
+MiniLM, to see whether a larger encoder's sense of the unseen words lifts the held-out synonyms; with
+--paraphrase-ratio R the paraphrase reading keeps fewer directions (Fisher ratio above R instead of 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -49,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from demo_caption_probe import SentenceTransformerFolder
 from measure import append_result
 
 from sdn.data.demo_data import BACKGROUNDS, make_demo_data
@@ -56,6 +62,7 @@ from sdn.data.demo_phrasings import phrases_found_in
 from sdn.demo import _two_per_pair
 from sdn.evaluation.demo_scores import score_generator
 from sdn.evaluation.plots import captioned_grid
+from sdn.networks import caption_input
 from sdn.networks.caption_input import StandardisedCaptions
 from sdn.networks.generator import Generator
 from sdn.networks.shape_classifier import load_or_train
@@ -209,6 +216,9 @@ def main() -> None:
     p.add_argument("--more-templates", action="store_true", help="probe: training captions in 20 templates instead of 7")
     p.add_argument("--meaning-jitter", type=float, default=None, metavar="LOW", help="probe: while training, scale each caption direction by U(LOW, 1)")
     p.add_argument("--meaning-mix", action="store_true", help="probe: with --meaning-jitter, move each caption towards another's by U(0, 1 - LOW) instead")
+    p.add_argument("--encoder-folder", default=None, metavar="DIR", help="probe: captions read by the sentence-transformers model in DIR")
+    p.add_argument("--paraphrase-ratio", type=float, default=None, metavar="R",
+                   help="probe: the paraphrase reading keeps the directions whose Fisher ratio exceeds R (default 1)")
     p.add_argument("--session", type=int, default=None, help="the working session, recorded in the row")
     a = p.parse_args()
     if a.meaning_mix and a.meaning_jitter is None:
@@ -227,7 +237,10 @@ def main() -> None:
     leaked = phrases_found_in([c for cs in data.subset("train").captions for c in cs])
     if leaked:
         raise SystemExit(f"training captions use held-out phrases: {leaked}")
-    encoder = build_text_encoder(settings.pop("text_encoder"))
+    encoder_name = settings.pop("text_encoder")
+    encoder = SentenceTransformerFolder(a.encoder_folder) if a.encoder_folder else build_text_encoder(encoder_name)
+    if a.encoder_folder:
+        changes["text_encoder (probe)"] = encoder.name
     classifier, _ = load_or_train()
     if a.caption_span is not None:
         changes["caption_span (probe)"] = a.caption_span
@@ -242,6 +255,9 @@ def main() -> None:
     if a.meaning_jitter is not None:
         changes[f"meaning_{'mix' if a.meaning_mix else 'jitter'} (probe)"] = a.meaning_jitter
         attenuate_the_meaning(a.meaning_jitter, a.meaning_mix)
+    if a.paraphrase_ratio is not None:
+        changes["paraphrase_ratio (probe)"] = a.paraphrase_ratio
+        caption_input.paraphrase_directions = functools.partial(caption_input.paraphrase_directions, ratio=a.paraphrase_ratio)
     started = time.perf_counter()
     path = training_loop(data, out, seed=a.seed, progress=False, text_encoder_instance=encoder, overwrite=True,
                          max_seconds=a.seconds, checkpoint_every=None, **settings)

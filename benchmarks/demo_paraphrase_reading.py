@@ -2,7 +2,7 @@
 the held-out phrasings land from the training captions, as the generator reads them, and how strongly
 each shape word still says its shape.
 
-    OMP_NUM_THREADS=1 python benchmarks/demo_paraphrase_reading.py [--seed 0]
+    OMP_NUM_THREADS=1 python benchmarks/demo_paraphrase_reading.py [--seed 0] [--encoder-folder DIR]
 
 1. Distance from each caption to its nearest training caption (median, over the median length of the
    training captions), for the unseen-pair captions (training templates) and the held-out phrasings,
@@ -47,8 +47,10 @@ def design(attributes: list[dict], names: dict, repeat: int = 1, leave_out: str 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--encoder-folder", default=None, metavar="DIR",
+                   help="read the captions with the sentence-transformers model in DIR instead of MiniLM (e.g. all-mpnet-base-v2)")
     a = p.parse_args()
-    d = demo_captions(a.seed)
+    d = demo_captions(a.seed, a.encoder_folder)
     train, test, held_out = d.train, d.test, d.held_out_text
     x, x_unseen, x_held = d.train_vectors, d.unseen, d.held_out
     per_image = x.shape[1]
