@@ -70,6 +70,27 @@ class SentenceTransformerFolder:
         return torch.as_tensor(self.model.encode(list(captions), batch_size=256, normalize_embeddings=True)).float()
 
 
+class ConcatenatedEncoders:
+    """Several encoders read each caption; their unit-length vectors are concatenated (over sqrt(n), so
+    the result is unit-length too)."""
+
+    def __init__(self, encoders: list):
+        self.encoders = encoders
+        self.name, self.dim = "+".join(e.name for e in encoders), sum(e.dim for e in encoders)
+
+    def encode(self, captions) -> torch.Tensor:
+        return torch.cat([e.encode(captions).float() for e in self.encoders], 1) / len(self.encoders) ** 0.5
+
+
+def probe_encoder(folder: str | None, with_minilm: bool = False):
+    """MiniLM, or the sentence-transformers model in `folder` (concatenated with MiniLM if `with_minilm`)."""
+    minilm = build_text_encoder("all-minilm-l6-v2") if with_minilm or not folder else None
+    if not folder:
+        return minilm
+    other = SentenceTransformerFolder(folder)
+    return ConcatenatedEncoders([minilm, other]) if with_minilm else other
+
+
 def demo_captions(seed: int, encoder_folder: str | None = None) -> SimpleNamespace:
     """The demo data of `seed` and its captions' raw vectors (MiniLM's, or those of the sentence-transformers
     model in `encoder_folder`): train, test, encoder, train_vectors (images, captions per image, dim), unseen

@@ -39,7 +39,8 @@ taught to draw a weakened reading in full draws the held-out synonyms, which Min
 --encoder-folder DIR, a seventh (session 16): the captions are read by another sentence encoder, a
 sentence-transformers model saved in DIR (all-mpnet-base-v2 in session 16), instead of the package's
 MiniLM, to see whether a larger encoder's sense of the unseen words lifts the held-out synonyms; with
---paraphrase-ratio R the paraphrase reading keeps fewer directions (Fisher ratio above R instead of 1).
+--paraphrase-ratio R the paraphrase reading keeps fewer directions (Fisher ratio above R instead of 1);
+with --with-minilm G reads both encoders' vectors, concatenated.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from demo_caption_probe import SentenceTransformerFolder
+from demo_caption_probe import probe_encoder
 from measure import append_result
 
 from sdn.data.demo_data import BACKGROUNDS, make_demo_data
@@ -217,6 +218,7 @@ def main() -> None:
     p.add_argument("--meaning-jitter", type=float, default=None, metavar="LOW", help="probe: while training, scale each caption direction by U(LOW, 1)")
     p.add_argument("--meaning-mix", action="store_true", help="probe: with --meaning-jitter, move each caption towards another's by U(0, 1 - LOW) instead")
     p.add_argument("--encoder-folder", default=None, metavar="DIR", help="probe: captions read by the sentence-transformers model in DIR")
+    p.add_argument("--with-minilm", action="store_true", help="probe: with --encoder-folder, MiniLM's vector and that model's, concatenated")
     p.add_argument("--paraphrase-ratio", type=float, default=None, metavar="R",
                    help="probe: the paraphrase reading keeps the directions whose Fisher ratio exceeds R (default 1)")
     p.add_argument("--session", type=int, default=None, help="the working session, recorded in the row")
@@ -238,7 +240,7 @@ def main() -> None:
     if leaked:
         raise SystemExit(f"training captions use held-out phrases: {leaked}")
     encoder_name = settings.pop("text_encoder")
-    encoder = SentenceTransformerFolder(a.encoder_folder) if a.encoder_folder else build_text_encoder(encoder_name)
+    encoder = probe_encoder(a.encoder_folder, a.with_minilm) if a.encoder_folder else build_text_encoder(encoder_name)
     if a.encoder_folder:
         changes["text_encoder (probe)"] = encoder.name
     classifier, _ = load_or_train()
