@@ -44,18 +44,22 @@ class MiniLM:
     def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return F.linear(x, self.weights[f"{name}.weight"], self.weights[f"{name}.bias"])
 
-    def _layer(self, x: torch.Tensor, keep: torch.Tensor, i: int) -> torch.Tensor:
-        p = f"encoder.layer.{i}"
+    # Where each attention weight lives in the state dict (MPNet names them otherwise).
+    ATTENTION = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+                 "out": "attention.output.dense", "norm": "attention.output.LayerNorm"}
+
+    def _layer(self, x: torch.Tensor, attn_mask: torch.Tensor, i: int) -> torch.Tensor:
+        p, names = f"encoder.layer.{i}", self.ATTENTION
         heads = self.config["num_attention_heads"]
         b, n, d = x.shape
 
         def split(t):  # (B, N, D) -> (B, heads, N, D / heads)
             return t.view(b, n, heads, d // heads).transpose(1, 2)
 
-        q, k, v = (split(self._linear(x, f"{p}.attention.self.{name}")) for name in ("query", "key", "value"))
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :])
-        attended = self._linear(attended.transpose(1, 2).reshape(b, n, d), f"{p}.attention.output.dense")
-        x = self._layer_norm(attended + x, f"{p}.attention.output.LayerNorm")
+        q, k, v = (split(self._linear(x, f"{p}.{names[name]}")) for name in "qkv")
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        attended = self._linear(attended.transpose(1, 2).reshape(b, n, d), f"{p}.{names['out']}")
+        x = self._layer_norm(attended + x, f"{p}.{names['norm']}")
         hidden = F.gelu(self._linear(x, f"{p}.intermediate.dense"))  # exact (erf) GELU, BERT's "gelu"
         return self._layer_norm(self._linear(hidden, f"{p}.output.dense") + x, f"{p}.output.LayerNorm")
 
@@ -66,7 +70,7 @@ class MiniLM:
         x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][positions]
         x = self._layer_norm(x + w["embeddings.token_type_embeddings.weight"][0], "embeddings.LayerNorm")
         for i in range(self.config["num_hidden_layers"]):
-            x = self._layer(x, keep, i)
+            x = self._layer(x, keep[:, None, None, :], i)
         weight = keep[..., None].to(x.dtype)
         pooled = (x * weight).sum(1) / weight.sum(1).clamp_min(1e-9)  # mean over the caption's tokens
         return F.normalize(pooled, p=2, dim=1)

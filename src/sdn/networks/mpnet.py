@@ -97,7 +97,11 @@ def read_split_zip_model(paths: list[Path], names=("config.json", "tokenizer.jso
 
 class MPNet(MiniLM):
     """An MPNet encoder from its files' bytes (`config.json`, `tokenizer.json`, `model.safetensors`)
-    whose `encode` gives mean-pooled, unit-length sentence embeddings."""
+    whose `encode` gives mean-pooled, unit-length sentence embeddings. BERT's layers (MiniLM's), other
+    weight names, and the relative-position bias added to every attention."""
+
+    ATTENTION = {"q": "attention.attn.q", "k": "attention.attn.k", "v": "attention.attn.v",
+                 "out": "attention.attn.o", "norm": "attention.LayerNorm"}
 
     def __init__(self, files: dict[str, bytes], device: str | torch.device = "cpu"):
         from safetensors.torch import load
@@ -123,21 +127,6 @@ class MPNet(MiniLM):
         far = exact + (torch.log(distance.float().clamp_min(1) / exact) / math.log(max_distance / exact) * (buckets - exact)).long()
         bucket = direction + torch.where(distance < exact, distance, far.clamp_max(buckets - 1))
         return self.weights["encoder.relative_attention_bias.weight"][bucket].permute(2, 0, 1)[None]
-
-    def _layer(self, x: torch.Tensor, bias: torch.Tensor, i: int) -> torch.Tensor:
-        p = f"encoder.layer.{i}"
-        heads = self.config["num_attention_heads"]
-        b, n, d = x.shape
-
-        def split(t):  # (B, N, D) -> (B, heads, N, D / heads)
-            return t.view(b, n, heads, d // heads).transpose(1, 2)
-
-        q, k, v = (split(self._linear(x, f"{p}.attention.attn.{name}")) for name in "qkv")
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        attended = self._linear(attended.transpose(1, 2).reshape(b, n, d), f"{p}.attention.attn.o")
-        x = self._layer_norm(attended + x, f"{p}.attention.LayerNorm")
-        hidden = F.gelu(self._linear(x, f"{p}.intermediate.dense"))
-        return self._layer_norm(self._linear(hidden, f"{p}.output.dense") + x, f"{p}.output.LayerNorm")
 
     @torch.inference_mode()
     def _embed(self, ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
