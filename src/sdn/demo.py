@@ -33,7 +33,7 @@ def run_demo(out: str | Path = "runs/demo", resolution: int = 64, seed: int = 0,
     started, cpu_started = time.perf_counter(), time.process_time()
     out = Path(out)
     data = make_demo_data(resolution, seed, background=background)
-    encoder = build_text_encoder(train_kwargs.pop("text_encoder", "all-minilm-l6-v2"))
+    encoder = build_text_encoder(train_kwargs.pop("text_encoder", PRESETS["demo"].text_encoder))
     classifier, classifier_record = load_or_train()
     test = data.subset("test")
     real_test = test.images.float() / 255

